@@ -1,0 +1,266 @@
+//! The command line: `ascp` (serve), `ascp validate`, `ascp mount`.
+//!
+//! The serve flags are ASCP's, with its defaults, and accept the forms ASCP's
+//! Helm chart passes (`--flag=value`, `--driver-writes-secrets=true`); flags
+//! this project adds have defaults that keep ASCP's behaviour. Everything is
+//! parsed and checked here, before the runtime starts: a bad value exits
+//! non-zero with one clear line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The AWS Secrets and Configuration Provider for the Secrets Store CSI driver.
+#[derive(Debug, Parser)]
+#[command(name = "ascp", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without a command, serve the driver.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Serve flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Log format: human-readable text or one JSON object per line. The level
+    /// comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a SecretProviderClass manifest offline and show the files a
+    /// mount would produce.
+    Validate(ValidateArgs),
+    /// Play the CSI driver: send a Mount for a SecretProviderClass to a
+    /// running provider and write the files it returns.
+    Mount(MountArgs),
+}
+
+/// Flags of the server, as ASCP's plus this project's.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Rendezvous directory for the provider socket (`<dir>/aws.sock`).
+    #[arg(long, default_value = "/var/run/secrets-store-csi-providers")]
+    pub provider_volume: PathBuf,
+
+    /// Return the files to the driver instead of writing them.
+    #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
+    pub driver_writes_secrets: bool,
+
+    /// Queries per second to the Kubernetes API server (client-side limit).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub qps: u32,
+
+    /// Burst above --qps to the Kubernetes API server.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
+    /// The EKS add-on version, reported in the AWS user agent instead of ours.
+    #[arg(long, default_value = "")]
+    pub eks_addon_version: String,
+
+    /// HTTP timeout for the Pod Identity Agent, in Go duration syntax (250ms, 2s).
+    #[arg(long, value_parser = parse_go_duration)]
+    pub pod_identity_http_timeout: Option<Duration>,
+
+    /// Deadline of one mount (kubelet gives up after about two minutes).
+    #[arg(long, default_value = "100s", value_parser = parse_go_duration)]
+    pub mount_timeout: Duration,
+
+    /// How long in-flight mounts may run after SIGTERM.
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Objects fetched at once within one mount.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrent_fetches_per_mount: u32,
+
+    /// Objects fetched at once by the whole process.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_concurrent_fetches: u32,
+
+    /// Read unpinned Secrets Manager objects with BatchGetSecretValue (needs
+    /// secretsmanager:BatchGetSecretValue on the pod's role).
+    #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
+    pub batch_get_secret_value: bool,
+}
+
+/// `ascp validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// A YAML file holding a SecretProviderClass (other documents are skipped).
+    pub file: PathBuf,
+    /// The primary region, to check ARN regions when the class names none.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The default file mode, octal.
+    #[arg(long, default_value = "0644", value_parser = parse_octal_mode)]
+    pub permission: u32,
+}
+
+/// `ascp mount`.
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// The provider's socket.
+    #[arg(long, default_value = "/var/run/secrets-store-csi-providers/aws.sock")]
+    pub socket: PathBuf,
+    /// A YAML file holding the SecretProviderClass.
+    #[arg(long)]
+    pub spc: PathBuf,
+    /// The directory to mount into (created if missing).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The pod's namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The pod's service account.
+    #[arg(long, default_value = "default")]
+    pub service_account: String,
+    /// The pod's name.
+    #[arg(long, default_value = "ascp-mount")]
+    pub pod_name: String,
+    /// A service-account token for an audience, read from a file
+    /// (`sts.amazonaws.com=/path/token`); repeatable.
+    #[arg(long = "token", value_parser = parse_token_arg)]
+    pub tokens: Vec<(String, PathBuf)>,
+    /// The default file mode, octal.
+    #[arg(long, default_value = "0644", value_parser = parse_octal_mode)]
+    pub permission: u32,
+    /// What is mounted now (`file=version`), as a rotation remount sends; repeatable.
+    #[arg(long = "current-version", value_parser = parse_pair)]
+    pub current_versions: Vec<(String, String)>,
+    /// How long to wait for the provider.
+    #[arg(long, default_value = "120s", value_parser = parse_go_duration)]
+    pub timeout: Duration,
+}
+
+/// Go's `strconv.ParseBool`, as ASCP's flags accept.
+pub fn parse_go_bool(v: &str) -> Result<bool, String> {
+    crate::spc::parse_go_bool(v)
+        .ok_or_else(|| format!("{v:?} is not a boolean (true, false, 1, 0, t, f)"))
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers with units
+/// `ns`, `us`, `µs`, `ms`, `s`, `m`, `h` (`300ms`, `1.5h`, `2h45m`); `0`
+/// alone is zero. Negative durations are refused.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 250ms, 2s, 1m30s)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_len == 0 {
+            return Err(bad());
+        }
+        let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds_per_unit;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+fn parse_octal_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode (e.g. 0644)"))
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+fn parse_token_arg(s: &str) -> Result<(String, PathBuf), String> {
+    parse_pair(s).map(|(a, p)| (a, PathBuf::from(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(
+            parse_go_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_go_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "2", "s", "-1s", "2x", "1..5s", "ms"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn helm_chart_forms_parse() {
+        let cli = Cli::try_parse_from([
+            "ascp",
+            "--provider-volume=/etc/kubernetes/secrets-store-csi-providers",
+            "--driver-writes-secrets=true",
+            "--qps=20",
+            "--burst=40",
+            "--eks-addon-version=v1.2.3-eksbuild.1",
+            "--pod-identity-http-timeout=250ms",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.serve.driver_writes_secrets);
+        assert_eq!(cli.serve.qps, 20);
+        assert_eq!(cli.serve.burst, 40);
+        assert_eq!(
+            cli.serve.pod_identity_http_timeout,
+            Some(Duration::from_millis(250))
+        );
+        let cli = Cli::try_parse_from(["ascp", "--driver-writes-secrets"]).unwrap();
+        assert!(cli.serve.driver_writes_secrets);
+        let cli = Cli::try_parse_from(["ascp", "--driver-writes-secrets=false"]).unwrap();
+        assert!(!cli.serve.driver_writes_secrets);
+        let cli = Cli::try_parse_from(["ascp"]).unwrap();
+        assert!(!cli.serve.driver_writes_secrets);
+        assert_eq!(cli.serve.qps, 5);
+        assert_eq!(cli.serve.burst, 10);
+        assert!(Cli::try_parse_from(["ascp", "--driver-writes-secrets=maybe"]).is_err());
+        assert!(Cli::try_parse_from(["ascp", "--pod-identity-http-timeout=soon"]).is_err());
+    }
+}

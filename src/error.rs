@@ -1,0 +1,284 @@
+//! The one error type of a mount, and its mapping to gRPC status codes.
+//!
+//! Every variant names what failed (the object, the parameter, the file) and
+//! the rule broken, so the message reaching `kubectl describe pod` is enough
+//! to act on. No variant holds a secret value or a token: values travel in
+//! [`crate::secret`] types, which these messages never format.
+//!
+//! Codes: the driver retries only `UNAVAILABLE`, so transient failures map
+//! there and everything the user must fix maps to a code that says so.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::Code;
+
+use crate::store::{FailureKind, StoreError};
+
+/// Why a mount failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request's `attributes` are not a JSON object of strings, or too big.
+    #[error("invalid mount attributes: {reason}")]
+    Attributes {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The request's `permission` is not a decimal file mode from 0 to 0777.
+    #[error("invalid default file permission {value:?}: {reason}")]
+    Permission {
+        /// The value received (a mode, never secret).
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
+    /// A SecretProviderClass parameter has a value we cannot use.
+    #[error("invalid SecretProviderClass parameter {key}: {reason}")]
+    Parameter {
+        /// The parameter's name, e.g. `pathTranslation`.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The `objects` of the SecretProviderClass break one or more rules.
+    #[error("invalid objects in SecretProviderClass: {}", join_bounded(.0, 10))]
+    Objects(Vec<String>),
+
+    /// The target path is missing, not a directory, or not usable.
+    #[error("invalid target path {path:?}: {reason}")]
+    TargetPath {
+        /// The path the driver sent.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// No region in the SecretProviderClass, the environment or the node.
+    #[error(
+        "no AWS region: set `region` in the SecretProviderClass, AWS_REGION on the provider, or the label topology.kubernetes.io/region on the node ({reason})"
+    )]
+    Region {
+        /// Why the node lookup found none.
+        reason: String,
+    },
+
+    /// The driver sent no usable token for the audience the pod needs.
+    #[error(
+        "no service account token for audience {audience}: {reason}; configure tokenRequests with audiences sts.amazonaws.com and pods.eks.amazonaws.com on the CSIDriver object"
+    )]
+    Token {
+        /// The audience needed.
+        audience: &'static str,
+        /// What is wrong (never the token).
+        reason: String,
+    },
+
+    /// The pod's identity could not be turned into AWS credentials.
+    #[error("{what}")]
+    Identity {
+        /// What was attempted, for whom (service account, namespace, role).
+        what: String,
+        /// How to treat it.
+        kind: FailureKind,
+        /// A precondition the operator must fix (e.g. a missing annotation).
+        precondition: bool,
+        /// The underlying failure.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// An object could not be fetched.
+    #[error("failed to fetch {store} object {object} in {region}")]
+    Fetch {
+        /// `secretsmanager` or `ssmparameter`.
+        store: &'static str,
+        /// The object's name or ARN.
+        object: String,
+        /// The region asked.
+        region: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+
+    /// A jmesPath entry could not be applied to its object's value.
+    #[error("object {object}: jmesPath {path:?}: {reason}")]
+    Jmes {
+        /// The object's name.
+        object: String,
+        /// The JMESPath expression.
+        path: String,
+        /// What is wrong (never the value).
+        reason: String,
+    },
+
+    /// Writing the files failed; nothing of this mount was left behind.
+    #[error("failed to write {path:?} in the target directory")]
+    Write {
+        /// The file name inside the target directory.
+        path: String,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The files do not fit in one driver response.
+    #[error(
+        "the mount's files take {bytes} bytes, more than the {limit} bytes the driver reads in one response; let the provider write the files (drop --driver-writes-secrets)"
+    )]
+    ResponseTooLarge {
+        /// Bytes the files take.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The mount took longer than its deadline.
+    #[error("mount did not finish within {after:?}")]
+    Timeout {
+        /// The deadline.
+        after: Duration,
+    },
+
+    /// A bug or an unexpected state; the message says where.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The gRPC status code the driver receives.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::Attributes { .. }
+            | Error::Permission { .. }
+            | Error::Parameter { .. }
+            | Error::Objects(_)
+            | Error::TargetPath { .. }
+            | Error::Jmes { .. } => Code::InvalidArgument,
+            Error::Region { .. } | Error::Token { .. } => Code::FailedPrecondition,
+            Error::Identity {
+                kind, precondition, ..
+            } => {
+                if *precondition {
+                    Code::FailedPrecondition
+                } else {
+                    kind_code(*kind)
+                }
+            }
+            Error::Fetch { source, .. } => kind_code(source.kind),
+            Error::ResponseTooLarge { .. } => Code::ResourceExhausted,
+            Error::Timeout { .. } => Code::DeadlineExceeded,
+            Error::Write { .. } | Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The message with its chain of causes, for the gRPC status and logs.
+    pub fn full_message(&self) -> String {
+        let mut msg = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            source = cause.source();
+        }
+        msg
+    }
+
+    /// The status returned to the driver.
+    pub fn to_status(&self) -> tonic::Status {
+        tonic::Status::new(self.code(), self.full_message())
+    }
+}
+
+/// The code for a failure of a store or identity call.
+pub fn kind_code(kind: FailureKind) -> Code {
+    match kind {
+        FailureKind::NotFound => Code::NotFound,
+        FailureKind::PermissionDenied => Code::PermissionDenied,
+        FailureKind::InvalidArgument => Code::InvalidArgument,
+        FailureKind::Unavailable => Code::Unavailable,
+        FailureKind::Internal => Code::Internal,
+    }
+}
+
+/// Joins at most `max` messages, saying how many more there were.
+fn join_bounded(items: &[String], max: usize) -> String {
+    let mut out = items
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > max {
+        out.push_str(&format!("; and {} more", items.len() - max));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_kind_of_failure() {
+        let fetch = |kind| Error::Fetch {
+            store: "secretsmanager",
+            object: "db".into(),
+            region: "us-east-1".into(),
+            source: StoreError::new(kind, Some("X"), "m"),
+        };
+        assert_eq!(fetch(FailureKind::NotFound).code(), Code::NotFound);
+        assert_eq!(
+            fetch(FailureKind::PermissionDenied).code(),
+            Code::PermissionDenied
+        );
+        assert_eq!(fetch(FailureKind::Unavailable).code(), Code::Unavailable);
+        assert_eq!(
+            Error::Objects(vec!["x".into()]).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            Error::Token {
+                audience: "sts.amazonaws.com",
+                reason: "missing".into()
+            }
+            .code(),
+            Code::FailedPrecondition
+        );
+    }
+
+    #[test]
+    fn full_message_names_object_region_and_aws_code() {
+        let e = Error::Fetch {
+            store: "secretsmanager",
+            object: "db".into(),
+            region: "eu-west-1".into(),
+            source: StoreError::new(
+                FailureKind::NotFound,
+                Some("ResourceNotFoundException"),
+                "Secrets Manager can't find the specified secret.",
+            ),
+        };
+        let m = e.full_message();
+        assert!(
+            m.contains("db") && m.contains("eu-west-1") && m.contains("ResourceNotFoundException"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn object_errors_are_bounded() {
+        let e = Error::Objects((0..25).map(|i| format!("e{i}")).collect());
+        let m = e.to_string();
+        assert!(
+            m.contains("e9") && !m.contains("e10;") && m.contains("15 more"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The provider's gRPC server on its unix socket.
+//!
+//! [`bind`] prepares `<provider-volume>/aws.sock` (parent created, stale
+//! socket removed, mode 0600: only root, as the driver runs, may call us) and
+//! removes it again when dropped. [`run`] serves the driver's
+//! `v1alpha1.CSIDriverProvider` API on an already-bound listener until the
+//! shutdown future completes; then it stops accepting, gives in-flight mounts
+//! a bounded grace period, and returns.
+//!
+//! Each Mount runs in a task of its own, so a panic inside one request is
+//! turned into an `INTERNAL` answer for that request and the server keeps
+//! serving.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+use tracing::{error, info, warn};
+
+use crate::mount::Mounter;
+use crate::proto::csi_driver_provider_server::{CsiDriverProvider, CsiDriverProviderServer};
+use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse};
+
+/// The socket's file name inside the provider volume, as the driver expects
+/// for `provider: aws`.
+pub const SOCKET_NAME: &str = "aws.sock";
+
+/// Largest request accepted. Real requests are far smaller; a larger bound
+/// than gRPC's default lets oversized attributes reach our own check and get
+/// a clear `InvalidArgument` instead of a transport error.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The API version this provider speaks.
+pub const API_VERSION: &str = "v1alpha1";
+
+/// Removes the socket from the file system when dropped.
+#[derive(Debug)]
+pub struct SocketGuard {
+    path: PathBuf,
+}
+
+impl SocketGuard {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `<provider_volume>/aws.sock`; the guard removes it again.
+pub fn bind(provider_volume: &Path) -> io::Result<(UnixListener, SocketGuard)> {
+    std::fs::create_dir_all(provider_volume)?;
+    let path = provider_volume.join(SOCKET_NAME);
+    match std::fs::symlink_metadata(&path) {
+        // A socket left by a previous run: remove it, as the driver expects
+        // a fresh one. Anything else at that name is not ours to delete.
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            std::fs::remove_file(&path)?
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path)?;
+    let guard = SocketGuard { path };
+    std::fs::set_permissions(&guard.path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, guard))
+}
+
+/// The gRPC service.
+pub struct Provider {
+    mounter: Arc<Mounter>,
+}
+
+impl Provider {
+    /// A service answering mounts with `mounter`.
+    pub fn new(mounter: Arc<Mounter>) -> Self {
+        Self { mounter }
+    }
+
+    /// The tonic service, with this provider's message limits.
+    pub fn into_service(self) -> CsiDriverProviderServer<Self> {
+        CsiDriverProviderServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl CsiDriverProvider for Provider {
+    async fn version(
+        &self,
+        _request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(VersionResponse {
+            version: API_VERSION.into(),
+            runtime_name: crate::PROGRAM.into(),
+            runtime_version: crate::VERSION.into(),
+        }))
+    }
+
+    async fn mount(
+        &self,
+        request: Request<MountRequest>,
+    ) -> Result<Response<MountResponse>, Status> {
+        let mounter = self.mounter.clone();
+        let request = request.into_inner();
+        match tokio::spawn(async move { mounter.handle(request).await }).await {
+            Ok(Ok(response)) => Ok(Response::new(response)),
+            Ok(Err(e)) => Err(e.to_status()),
+            Err(join) => {
+                // The panic hook logged where; the payload may hold anything,
+                // so it is never echoed to the caller.
+                error!(panicked = join.is_panic(), "mount task failed");
+                Err(Status::internal(
+                    "internal error: the mount failed unexpectedly; see the provider's logs",
+                ))
+            }
+        }
+    }
+}
+
+/// Serves `provider` on `listener` until `shutdown` completes, then waits at
+/// most `grace` for in-flight requests.
+pub async fn run(
+    listener: UnixListener,
+    provider: Provider,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tonic::transport::Server::builder()
+        .add_service(provider.into_service())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => return result,
+        () = shutdown => {}
+    }
+    info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: no new connections; waiting for in-flight mounts"
+    );
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(grace, serve).await {
+        Ok(result) => result,
+        Err(_) => {
+            warn!("in-flight requests did not finish within the grace period; exiting anyway");
+            Ok(())
+        }
+    }
+}
