@@ -1,0 +1,30 @@
+//! Test support: a real AWS emulator (moto) and a fault-injecting proxy.
+//!
+//! Integration tests include this with `mod support;`; examples with
+//! `#[path = "../tests/support/mod.rs"] mod support;`. Nothing here depends on
+//! the test harness, so both work.
+//!
+//! - [`moto`]: start `moto_server` from the project's `.venv` (installed by
+//!   `scripts/install-moto.sh`) and build SDK configs that point at it.
+//! - [`seed`]: create secrets and parameters through the AWS SDK.
+//! - [`proxy`]: an HTTP proxy in front of moto that counts calls per region
+//!   and operation, injects errors, delays and hangs, and emulates
+//!   cross-account access, which moto cannot do on its own.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code, unused_imports)]
+
+pub mod http;
+pub mod moto;
+pub mod proxy;
+pub mod seed;
+
+pub use moto::{
+    MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,
+    sdk_config, sdk_config_with_credentials, test_credentials,
+};
+pub use proxy::{Action, FaultProxy, Recorded, Rule, RuleHandle, UNKNOWN};
+pub use seed::{
+    CreatedSecret, account_credentials, assume_role, create_secret_binary, create_secret_string,
+    label_parameter, put_parameter, put_secret_binary, put_secret_string, update_secret_stage,
+};
