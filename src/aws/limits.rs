@@ -1,0 +1,141 @@
+//! How many AWS calls may be in flight: per fetch (one mount's objects for one
+//! store in one region) and for the whole process.
+//!
+//! Every AWS call holds one permit of each for exactly its own duration, never
+//! while waiting on another call, so the two limits cannot deadlock.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// What the operator chose for fetching (command line and Helm values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchOptions {
+    /// AWS calls in flight at once for one store in one fetch (a mount's
+    /// Secrets Manager objects in one region, say). 0 counts as 1.
+    pub max_concurrent_per_mount: usize,
+    /// AWS calls in flight at once in the whole process. 0 counts as 1.
+    pub max_concurrent_global: usize,
+    /// Read Secrets Manager objects without a pinned version or label with
+    /// BatchGetSecretValue (beyond ASCP; needs that IAM permission).
+    pub batch_get_secret_value: bool,
+}
+
+impl FetchOptions {
+    /// Default per-mount limit: a mount of 20 objects costs one round trip.
+    pub const DEFAULT_PER_MOUNT: usize = 20;
+    /// Default process-wide limit: far below Secrets Manager's and SSM's
+    /// request quotas, and a bound on sockets and memory under a burst of
+    /// mounts (a node restart with many pods).
+    pub const DEFAULT_GLOBAL: usize = 200;
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            max_concurrent_per_mount: Self::DEFAULT_PER_MOUNT,
+            max_concurrent_global: Self::DEFAULT_GLOBAL,
+            batch_get_secret_value: false,
+        }
+    }
+}
+
+/// The process-wide limit and the per-fetch size, shared by every store of a
+/// factory.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    per_fetch: usize,
+    global: Arc<Semaphore>,
+}
+
+impl Limits {
+    pub(crate) fn new(options: &FetchOptions) -> Self {
+        Limits {
+            per_fetch: options.max_concurrent_per_mount.max(1),
+            global: Arc::new(Semaphore::new(
+                options
+                    .max_concurrent_global
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    /// The gate for one fetch: its own limit, under the global one.
+    pub(crate) fn for_fetch(&self) -> Gate {
+        Gate {
+            local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
+            global: self.global.clone(),
+        }
+    }
+}
+
+/// The permits one fetch's calls take.
+pub(crate) struct Gate {
+    local: Semaphore,
+    global: Arc<Semaphore>,
+}
+
+/// Held while one AWS call is in flight.
+pub(crate) struct Permit<'a> {
+    _local: Option<SemaphorePermit<'a>>,
+    _global: Option<SemaphorePermit<'a>>,
+}
+
+impl Gate {
+    /// Waits for room for one more call. The semaphores are never closed,
+    /// so acquiring cannot fail; if it ever did, the call would simply go
+    /// ahead unthrottled rather than fail the mount.
+    pub(crate) async fn enter(&self) -> Permit<'_> {
+        let local = self.local.acquire().await.ok();
+        let global = self.global.acquire().await.ok();
+        Permit {
+            _local: local,
+            _global: global,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    async fn peak(limits: &Limits, fetches: usize, calls: usize) -> usize {
+        let now = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let run = |gate: Arc<Gate>| {
+            let (now, max) = (now.clone(), max.clone());
+            async move {
+                let _p = gate.enter().await;
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let mut all = Vec::new();
+        for _ in 0..fetches {
+            let gate = Arc::new(limits.for_fetch());
+            for _ in 0..calls {
+                all.push(run(gate.clone()));
+            }
+        }
+        futures::future::join_all(all).await;
+        max.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn both_limits_hold() {
+        let per = |p, g| {
+            Limits::new(&FetchOptions {
+                max_concurrent_per_mount: p,
+                max_concurrent_global: g,
+                batch_get_secret_value: false,
+            })
+        };
+        assert_eq!(peak(&per(3, 100), 1, 10).await, 3);
+        assert_eq!(peak(&per(3, 4), 3, 10).await, 4);
+        assert_eq!(peak(&per(0, 0), 2, 3).await, 1);
+    }
+}

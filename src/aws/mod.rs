@@ -1,0 +1,269 @@
+//! The AWS stores: Secrets Manager and Parameter Store behind
+//! [`crate::store::Store`], built per (region, credentials) by a
+//! [`StoreFactory`] that lives as long as the process.
+//!
+//! This module owns everything between a list of [`crate::store::FetchItem`]s
+//! and the AWS APIs: the SDK clients and their settings, concurrency limits,
+//! batching (GetParameters, BatchGetSecretValue), the rotation shortcut
+//! (DescribeSecret) and error classification ([`classify`]).
+//!
+//! It must never:
+//! - read the environment, files or the clock's wall time for configuration:
+//!   the caller passes a base [`SdkConfig`] (see [`load_base_config`]) and
+//!   [`FetchOptions`];
+//! - log, format or keep a value: values go straight from the SDK's answer
+//!   into [`crate::secret::SecretBytes`]; log lines carry the object's name or
+//!   ARN, the region, the version and the length only;
+//! - decide failover, apply jmesPath or touch files: the mount does that with
+//!   the [`crate::store::Fetched`] and [`crate::store::StoreError`] returned
+//!   here.
+//!
+//! One HTTP client (and so one connection pool) serves every SDK client the
+//! factory builds; SDK clients are cheap and are built per mount, because each
+//! mount brings its own pod's credentials.
+
+pub mod classify;
+mod limits;
+mod parameter_store;
+mod secrets_manager;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::store::Stores;
+
+pub use limits::FetchOptions;
+use limits::Limits;
+use parameter_store::ParameterStore;
+use secrets_manager::{Batching, SecretsManagerStore};
+
+/// How long a call may wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one attempt of a call may take. Secrets are at most 64 KiB and
+/// BatchGetSecretValue answers at most 20 of them: seconds are plenty.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take with its retries. Well inside the two minutes
+/// kubelet gives a mount, so a slow region fails (and fails over) in time.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a role stays marked as lacking `secretsmanager:BatchGetSecretValue`
+/// after an AccessDenied: long enough not to fill CloudTrail with denials,
+/// short enough that granting the permission takes effect soon.
+pub const BATCH_DENIED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// The base config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The user-agent app id has characters AWS does not allow.
+    #[error("invalid user-agent app id {app_id:?}: {reason}")]
+    AppId {
+        /// The id given.
+        app_id: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Loads the base SDK config from the standard AWS environment: endpoint
+/// overrides (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
+/// `AWS_ENDPOINT_URL_SSM`), `AWS_USE_FIPS_ENDPOINT`, `AWS_REGION` and the
+/// shared config files, with standard retries, this module's timeouts, and
+/// `app_id` (`<program>-<version>`, SPEC §5) in the user agent.
+///
+/// Called once at start-up; the region and credentials it finds are replaced
+/// per store by [`StoreFactory::stores`].
+pub async fn load_base_config(app_id: &str) -> Result<SdkConfig, ConfigError> {
+    let app_name = AppName::new(app_id.to_owned()).map_err(|e| ConfigError::AppId {
+        app_id: app_id.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .app_name(app_name)
+        .http_client(shared_https_client())
+        .retry_config(RetryConfig::standard())
+        .timeout_config(default_timeouts())
+        .load()
+        .await)
+}
+
+/// The timeouts used when the base config sets none.
+fn default_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Builds the stores for one (region, credentials) pair. Cheap to clone; one
+/// per process.
+#[derive(Clone)]
+pub struct StoreFactory {
+    base: SdkConfig,
+    limits: Limits,
+    batch: bool,
+    denials: Arc<BatchDenials>,
+}
+
+impl StoreFactory {
+    /// A factory over `base` (normally from [`load_base_config`]).
+    ///
+    /// Settings the base lacks are filled in: a shared HTTPS client, so that
+    /// every store reuses one connection pool, and this module's operation
+    /// and attempt timeouts. What the base sets (endpoints, FIPS, retries,
+    /// app id, timeouts) is kept.
+    pub fn new(base: &SdkConfig, options: FetchOptions) -> Self {
+        let mut builder = base.to_builder();
+        if base.http_client().is_none() {
+            builder = builder.http_client(shared_https_client());
+        }
+        let mut timeouts = base
+            .timeout_config()
+            .cloned()
+            .unwrap_or_else(TimeoutConfig::disabled);
+        timeouts.take_defaults_from(&default_timeouts());
+        builder = builder.timeout_config(timeouts);
+        StoreFactory {
+            base: builder.build(),
+            limits: Limits::new(&options),
+            batch: options.batch_get_secret_value,
+            denials: Arc::new(BatchDenials::new(BATCH_DENIED_FOR)),
+        }
+    }
+
+    /// The same factory, remembering batch denials for `ttl` instead of
+    /// [`BATCH_DENIED_FOR`] (forgets what was remembered).
+    pub fn with_batch_denied_for(mut self, ttl: Duration) -> Self {
+        self.denials = Arc::new(BatchDenials::new(ttl));
+        self
+    }
+
+    /// The Secrets Manager and Parameter Store stores acting in `region` with
+    /// `credentials`. `principal` names the identity behind the credentials
+    /// (the role ARN, say): a BatchGetSecretValue denial is remembered for it.
+    pub fn stores(
+        &self,
+        region: &str,
+        credentials: SharedCredentialsProvider,
+        principal: &str,
+    ) -> Stores {
+        let region = Region::new(region.to_owned());
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base)
+            .region(region.clone())
+            .credentials_provider(credentials.clone())
+            .build();
+        let ssm = aws_sdk_ssm::config::Builder::from(&self.base)
+            .region(region.clone())
+            .credentials_provider(credentials.clone())
+            .build();
+        let batching = self.batch.then(|| Batching {
+            denials: self.denials.clone(),
+            principal: principal.to_owned(),
+            credentials,
+        });
+        Stores {
+            secrets_manager: Arc::new(SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::from_conf(secrets),
+                region.to_string(),
+                self.limits.clone(),
+                batching,
+            )),
+            parameter_store: Arc::new(ParameterStore::new(
+                aws_sdk_ssm::Client::from_conf(ssm),
+                region.to_string(),
+                self.limits.clone(),
+            )),
+        }
+    }
+
+    /// Whether BatchGetSecretValue is currently skipped for `principal`
+    /// because it was denied recently.
+    pub fn batch_denied(&self, principal: &str) -> bool {
+        self.denials.is_denied(principal)
+    }
+}
+
+/// The HTTPS client every store shares: hyper 1 with rustls, the SDK's own
+/// default stack, built once so its connection pool is reused.
+fn shared_https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .build_https()
+}
+
+/// Principals whose BatchGetSecretValue calls were denied, and until when to
+/// skip the batch call for them.
+pub(crate) struct BatchDenials {
+    ttl: Duration,
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+impl BatchDenials {
+    fn new(ttl: Duration) -> Self {
+        BatchDenials {
+            ttl,
+            until: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // The map holds plain data; a panic elsewhere cannot leave it torn.
+        self.until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `principal` was denied less than the ttl ago.
+    pub(crate) fn is_denied(&self, principal: &str) -> bool {
+        let now = Instant::now();
+        let mut until = self.lock();
+        match until.get(principal) {
+            Some(t) if *t > now => true,
+            Some(_) => {
+                until.remove(principal);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers that `principal` may not call BatchGetSecretValue.
+    pub(crate) fn deny(&self, principal: &str) {
+        let now = Instant::now();
+        let mut until = self.lock();
+        // Expired entries go on every insert, so the map holds at most the
+        // principals denied within one ttl.
+        until.retain(|_, t| *t > now);
+        until.insert(principal.to_owned(), now + self.ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_expire() {
+        let d = BatchDenials::new(Duration::from_millis(30));
+        assert!(!d.is_denied("role/a"));
+        d.deny("role/a");
+        assert!(d.is_denied("role/a"));
+        assert!(!d.is_denied("role/b"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!d.is_denied("role/a"));
+        d.deny("role/b");
+        assert_eq!(d.lock().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn app_ids_are_checked() {
+        let bad = load_base_config("has space").await;
+        assert!(matches!(bad, Err(ConfigError::AppId { .. })));
+    }
+}

@@ -1,0 +1,429 @@
+//! The Parameter Store store: GetParameters with decryption, at most 10 names
+//! per call, `name:version` / `name:label` selectors, results matched back by
+//! name or ARN (as ASCP), with the calls of one fetch made at once (beyond
+//! ASCP).
+//!
+//! Matching: real SSM answers a selector request with the plain `Name` and a
+//! separate `Selector` (`":3"`, `":label"`); moto 5.2.5 sends no `Selector`
+//! at all. Neither tells reliably which of two requests for the same
+//! parameter an answer belongs to, so a call never carries two requests for
+//! the same parameter: within a call the parameter alone identifies the
+//! request. A mount naming one parameter under several selectors pays an
+//! extra call; one naming distinct parameters pays nothing.
+//!
+//! Parameters are always read again on rotation remounts (as ASCP): one
+//! batched call is as cheap as a version check would be.
+//!
+//! This store never logs or formats a value, and never puts one in an error.
+
+use std::collections::HashMap;
+
+use aws_sdk_ssm::Client;
+use futures::future::{BoxFuture, join_all};
+use tracing::debug;
+
+use super::classify::sdk_error;
+use super::limits::{Gate, Limits};
+use crate::secret::SecretBytes;
+use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
+
+/// GetParameters takes at most 10 names per call.
+const BATCH_SIZE: usize = 10;
+/// Invalid names listed in one error message; the rest are counted.
+const MAX_LISTED: usize = 20;
+
+type ItemResult = Result<Fetched, StoreError>;
+
+pub(crate) struct ParameterStore {
+    client: Client,
+    region: String,
+    limits: Limits,
+}
+
+impl Store for ParameterStore {
+    fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<ItemResult>> {
+        Box::pin(self.fetch_all(items))
+    }
+}
+
+/// One distinct name sent to SSM, and the items that asked for it.
+#[derive(Debug)]
+struct Request {
+    /// As sent: `name`, `name:3`, `name:label`, or an ARN with those.
+    text: String,
+    /// The parameter it names, however spelled (see [`parameter_key`]).
+    key: String,
+    /// Indices of the items asking for it.
+    items: Vec<usize>,
+}
+
+/// What one call said about one request.
+#[derive(Debug)]
+enum Answer {
+    Value(Fetched),
+    /// Listed in `InvalidParameters`.
+    Invalid,
+    Failed(StoreError),
+}
+
+impl ParameterStore {
+    pub(crate) fn new(client: Client, region: String, limits: Limits) -> Self {
+        ParameterStore {
+            client,
+            region,
+            limits,
+        }
+    }
+
+    async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
+        let requests = requests(&items);
+        let batches = pack(&requests);
+        let gate = self.limits.for_fetch();
+        let answers = join_all(
+            batches
+                .iter()
+                .map(|batch| self.call(&gate, batch.iter().map(|&r| &requests[r]).collect())),
+        )
+        .await;
+
+        let mut by_request: Vec<Option<Answer>> = (0..requests.len()).map(|_| None).collect();
+        for (batch, answers) in batches.iter().zip(answers) {
+            for (&r, answer) in batch.iter().zip(answers) {
+                by_request[r] = Some(answer);
+            }
+        }
+
+        // SPEC §4: InvalidParameters lists each name once; every object
+        // affected gets the whole list, so the mount's message shows it.
+        let invalid: Vec<&str> = requests
+            .iter()
+            .zip(&by_request)
+            .filter(|(_, a)| matches!(a, Some(Answer::Invalid)))
+            .map(|(r, _)| r.text.as_str())
+            .collect();
+        let invalid_error = (!invalid.is_empty()).then(|| {
+            StoreError::new(
+                FailureKind::InvalidArgument,
+                Some("InvalidParameters"),
+                format!(
+                    "GetParameters failed: invalid parameters: {}",
+                    list(&invalid)
+                ),
+            )
+        });
+
+        let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+        for (request, answer) in requests.iter().zip(by_request) {
+            let result = match answer {
+                Some(Answer::Value(fetched)) => Ok(fetched),
+                Some(Answer::Failed(error)) => Err(error),
+                Some(Answer::Invalid) => Err(invalid_error.clone().unwrap_or_else(|| {
+                    StoreError::new(
+                        FailureKind::InvalidArgument,
+                        Some("InvalidParameters"),
+                        "invalid parameter",
+                    )
+                })),
+                None => Err(StoreError::new(
+                    FailureKind::Internal,
+                    None,
+                    "GetParameters: the parameter was not asked for",
+                )),
+            };
+            self.log_result(&request.text, &result);
+            for &i in &request.items {
+                results[i] = Some(result.clone());
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::new(
+                        FailureKind::Internal,
+                        None,
+                        "parameter was neither fetched nor failed",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// One GetParameters call for `batch` (at most 10 requests, no two for
+    /// the same parameter); one answer per request, in order.
+    async fn call(&self, gate: &Gate, batch: Vec<&Request>) -> Vec<Answer> {
+        let sent = {
+            let _permit = gate.enter().await;
+            self.client
+                .get_parameters()
+                .set_names(Some(batch.iter().map(|r| r.text.clone()).collect()))
+                .with_decryption(true)
+                .send()
+                .await
+        };
+        let out = match sent {
+            Ok(out) => out,
+            Err(e) => {
+                let error = sdk_error("GetParameters", &e);
+                return batch
+                    .iter()
+                    .map(|_| Answer::Failed(error.clone()))
+                    .collect();
+            }
+        };
+
+        let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
+        let position = |key: &str| batch.iter().position(|r| r.key == key);
+
+        for parameter in out.parameters.unwrap_or_default() {
+            // The ARN spells the parameter the same way whatever the request
+            // used; the name is the fallback for answers without one.
+            let key = parameter
+                .arn
+                .as_deref()
+                .or(parameter.name.as_deref())
+                .map(parameter_key);
+            let Some(at) = key.as_deref().and_then(position) else {
+                continue;
+            };
+            answers[at] = Some(match parameter.value {
+                Some(value) => Answer::Value(Fetched::Value {
+                    contents: SecretBytes::from(value),
+                    version: parameter.version.to_string(),
+                }),
+                None => Answer::Failed(StoreError::new(
+                    FailureKind::Internal,
+                    None,
+                    "GetParameters: the answer has no Value",
+                )),
+            });
+        }
+
+        for name in out.invalid_parameters.unwrap_or_default() {
+            let at = batch
+                .iter()
+                .position(|r| r.text == name)
+                .or_else(|| position(&parameter_key(strip_selector(&name))));
+            if let Some(at) = at {
+                if answers[at].is_none() {
+                    answers[at] = Some(Answer::Invalid);
+                }
+            }
+        }
+
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Answer::Failed(StoreError::new(
+                        FailureKind::Internal,
+                        None,
+                        "GetParameters: the answer neither returned nor rejected the parameter",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn log_result(&self, object: &str, result: &ItemResult) {
+        match result {
+            Ok(fetched) => debug!(
+                object,
+                region = %self.region,
+                version = fetched.version(),
+                bytes = match fetched {
+                    Fetched::Value { contents, .. } => contents.len(),
+                    Fetched::Unchanged { .. } => 0,
+                },
+                "fetched parameter"
+            ),
+            Err(error) => debug!(
+                object,
+                region = %self.region,
+                code = error.code.as_deref().unwrap_or(""),
+                kind = ?error.kind,
+                "parameter fetch failed"
+            ),
+        }
+    }
+}
+
+/// The distinct names to send, in the items' order. A pinned version wins
+/// over a label (the descriptors never carry both).
+fn requests(items: &[FetchItem]) -> Vec<Request> {
+    let mut requests: Vec<Request> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let text = match item.version.as_deref().or(item.label.as_deref()) {
+            Some(selector) => format!("{}:{selector}", item.name),
+            None => item.name.clone(),
+        };
+        match seen.get(&text) {
+            Some(&r) => requests[r].items.push(i),
+            None => {
+                seen.insert(text.clone(), requests.len());
+                requests.push(Request {
+                    key: parameter_key(&item.name),
+                    text,
+                    items: vec![i],
+                });
+            }
+        }
+    }
+    requests
+}
+
+/// Groups requests into calls of at most [`BATCH_SIZE`], never two requests
+/// for the same parameter in one call, first fit in order. Distinct
+/// parameters fill calls completely: n of them take ⌈n/10⌉ calls.
+fn pack(requests: &[Request]) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for (r, request) in requests.iter().enumerate() {
+        let fits = batches.iter().position(|b| {
+            b.len() < BATCH_SIZE && b.iter().all(|&o| requests[o].key != request.key)
+        });
+        match fits {
+            Some(b) => batches[b].push(r),
+            None => batches.push(vec![r]),
+        }
+    }
+    batches
+}
+
+/// The parameter a name or ARN (without selector) names, spelled one way:
+/// `/a/b`, `a/b` and `arn:aws:ssm:REGION:ACCOUNT:parameter/a/b` all give
+/// `a/b`. Only used to tell requests apart within one call, where treating
+/// two parameters as one costs an extra call, never a wrong answer.
+fn parameter_key(name: &str) -> String {
+    let bare = if name.starts_with("arn:") {
+        name.splitn(6, ':')
+            .nth(5)
+            .and_then(|resource| resource.strip_prefix("parameter"))
+            .unwrap_or(name)
+    } else {
+        name
+    };
+    bare.trim_start_matches('/').to_owned()
+}
+
+/// `name:selector` → `name`, also inside an ARN's resource.
+fn strip_selector(text: &str) -> &str {
+    let start = if text.starts_with("arn:") {
+        // Skip the five colons of arn:PARTITION:SERVICE:REGION:ACCOUNT:
+        text.match_indices(':')
+            .nth(4)
+            .map_or(text.len(), |(at, _)| at + 1)
+    } else {
+        0
+    };
+    match text[start..].find(':') {
+        Some(at) => &text[..start + at],
+        None => text,
+    }
+}
+
+/// `a, b, c`, at most [`MAX_LISTED`] names, then how many more.
+fn list(names: &[&str]) -> String {
+    let mut out = names
+        .iter()
+        .take(MAX_LISTED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX_LISTED {
+        out.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, version: Option<&str>, label: Option<&str>) -> FetchItem {
+        FetchItem {
+            name: name.into(),
+            version: version.map(Into::into),
+            label: label.map(Into::into),
+            current: None,
+        }
+    }
+
+    #[test]
+    fn keys_spell_one_parameter_one_way() {
+        assert_eq!(parameter_key("/a/b"), "a/b");
+        assert_eq!(
+            parameter_key("arn:aws:ssm:us-east-1:123456789012:parameter/a/b"),
+            "a/b"
+        );
+        assert_eq!(
+            parameter_key("arn:aws:ssm:us-east-1:123456789012:parameter/plain"),
+            "plain"
+        );
+        assert_eq!(parameter_key("plain"), "plain");
+    }
+
+    #[test]
+    fn selectors_are_stripped() {
+        assert_eq!(strip_selector("/a/b:3"), "/a/b");
+        assert_eq!(strip_selector("/a/b"), "/a/b");
+        assert_eq!(
+            strip_selector("arn:aws:ssm:us-east-1:123456789012:parameter/a/b:prod"),
+            "arn:aws:ssm:us-east-1:123456789012:parameter/a/b"
+        );
+        assert_eq!(
+            strip_selector("arn:aws:ssm:us-east-1:123456789012:parameter/a/b"),
+            "arn:aws:ssm:us-east-1:123456789012:parameter/a/b"
+        );
+    }
+
+    #[test]
+    fn requests_carry_selectors_and_are_distinct() {
+        let items = [
+            item("/a", None, None),
+            item("/a", Some("3"), None),
+            item("/a", None, Some("prod")),
+            item("/a", None, None),
+        ];
+        let r = requests(&items);
+        let texts: Vec<&str> = r.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["/a", "/a:3", "/a:prod"]);
+        assert_eq!(r[0].items, [0, 3]);
+    }
+
+    #[test]
+    fn distinct_parameters_fill_calls_and_repeats_are_split() {
+        let items: Vec<FetchItem> = (0..25)
+            .map(|i| item(&format!("/p{i}"), None, None))
+            .collect();
+        let batches = pack(&requests(&items));
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
+
+        let items = [
+            item("/a", None, None),
+            item("/a", Some("1"), None),
+            item("/b", None, None),
+            item(
+                "arn:aws:ssm:us-east-1:123456789012:parameter/a",
+                None,
+                Some("x"),
+            ),
+        ];
+        let batches = pack(&requests(&items));
+        assert_eq!(batches, [vec![0, 2], vec![1], vec![3]]);
+    }
+
+    #[test]
+    fn long_lists_are_bounded() {
+        let names: Vec<String> = (0..30).map(|i| format!("/p{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let l = list(&refs);
+        assert!(
+            l.contains("/p19") && !l.contains("/p20,") && l.ends_with("and 10 more"),
+            "{l}"
+        );
+    }
+}

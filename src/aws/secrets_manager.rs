@@ -1,0 +1,493 @@
+//! The Secrets Manager store: GetSecretValue per object (as ASCP), the
+//! DescribeSecret shortcut on rotation remounts (as ASCP), and
+//! BatchGetSecretValue for unpinned objects of the caller's own account
+//! (beyond ASCP, opt-in).
+//!
+//! Every object of a fetch is read at once, bounded by the fetch's
+//! [`Gate`]; results come back in the items' order whatever order the calls
+//! finish in.
+//!
+//! Batched objects always come back as [`Fetched::Value`], also on a rotation
+//! remount whose mounted version is still current: the batch answer already
+//! holds the value, and returning it spares the mount a read-back of the
+//! mounted file.
+//!
+//! This store never logs or formats a value, and never puts one in an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::primitives::Blob;
+use futures::future::{BoxFuture, join_all};
+use tracing::{debug, warn};
+
+use super::BatchDenials;
+use super::classify::{sdk_error, service_error};
+use super::limits::{Gate, Limits};
+use crate::secret::SecretBytes;
+use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
+
+/// The stage a rotation remount checks when the object names none.
+const CURRENT_STAGE: &str = "AWSCURRENT";
+/// BatchGetSecretValue takes at most 20 secret ids per call.
+const BATCH_SIZE: usize = 20;
+/// Pages followed for one batch call. AWS paginates id lists only when the
+/// answer is too large; 20 secrets of 64 KiB fit in a handful of pages.
+const MAX_PAGES: usize = 20;
+
+type ItemResult = Result<Fetched, StoreError>;
+
+/// What BatchGetSecretValue needs besides the client.
+pub(crate) struct Batching {
+    /// Principals whose batch calls were denied lately, shared process-wide.
+    pub(crate) denials: Arc<BatchDenials>,
+    /// Who the credentials belong to.
+    pub(crate) principal: String,
+    /// The store's credentials, asked for their account id to tell own ARNs
+    /// from other accounts' ARNs.
+    pub(crate) credentials: SharedCredentialsProvider,
+}
+
+pub(crate) struct SecretsManagerStore {
+    client: Client,
+    region: String,
+    limits: Limits,
+    batching: Option<Batching>,
+}
+
+impl Store for SecretsManagerStore {
+    fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<ItemResult>> {
+        Box::pin(self.fetch_all(items))
+    }
+}
+
+/// How one BatchGetSecretValue call ended.
+enum BatchOutcome {
+    /// Results per secret id asked for; ids missing here were not answered.
+    Answered(HashMap<String, ItemResult>),
+    /// The caller may not call BatchGetSecretValue at all.
+    Denied(StoreError),
+    /// The call failed for all its ids.
+    Failed(StoreError),
+}
+
+impl SecretsManagerStore {
+    pub(crate) fn new(
+        client: Client,
+        region: String,
+        limits: Limits,
+        batching: Option<Batching>,
+    ) -> Self {
+        SecretsManagerStore {
+            client,
+            region,
+            limits,
+            batching,
+        }
+    }
+
+    async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
+        let gate = self.limits.for_fetch();
+        let batched = self.batch_candidates(&items).await;
+        let singles: Vec<usize> = (0..items.len())
+            .filter(|i| batched.binary_search(i).is_err())
+            .collect();
+
+        let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
+        // Batches and single reads share the gate and run together.
+        let (from_batches, from_singles) = futures::join!(
+            self.fetch_batched(&gate, &items, &batched),
+            join_all(singles.iter().map(|&i| self.fetch_one(&gate, &items[i]))),
+        );
+        for (i, result) in singles.into_iter().zip(from_singles) {
+            results[i] = Some(result);
+        }
+        for (i, result) in from_batches {
+            results[i] = Some(result);
+        }
+
+        // Objects a batch did not answer (denied, or not matched) are read
+        // one by one.
+        let fallback: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+        let from_fallback =
+            join_all(fallback.iter().map(|&i| self.fetch_one(&gate, &items[i]))).await;
+        for (i, result) in fallback.into_iter().zip(from_fallback) {
+            results[i] = Some(result);
+        }
+
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::new(
+                        FailureKind::Internal,
+                        None,
+                        "object was neither fetched nor failed",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Indices (ascending) of the items to read with BatchGetSecretValue:
+    /// none unless batching is on and not denied for this principal; else
+    /// those without a pinned version or label, named by plain name or by an
+    /// ARN of the credentials' own account. Another account's ARN, or any
+    /// ARN when the account is unknown, goes through GetSecretValue, whose
+    /// permission model (resource policies) cross-account access relies on.
+    async fn batch_candidates(&self, items: &[FetchItem]) -> Vec<usize> {
+        let Some(batching) = &self.batching else {
+            return Vec::new();
+        };
+        if batching.denials.is_denied(&batching.principal) {
+            return Vec::new();
+        }
+        let unpinned: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].version.is_none() && items[i].label.is_none())
+            .collect();
+        let account = if unpinned.iter().any(|&i| is_arn(&items[i].name)) {
+            own_account(&batching.credentials).await
+        } else {
+            None
+        };
+        unpinned
+            .into_iter()
+            .filter(|&i| match arn_account(&items[i].name) {
+                None => !is_arn(&items[i].name),
+                Some(arn_account) => account.as_deref() == Some(arn_account),
+            })
+            .collect()
+    }
+
+    /// Reads `indices` of `items` with BatchGetSecretValue. Returns the
+    /// results it has; the items it leaves out are to be read one by one.
+    async fn fetch_batched(
+        &self,
+        gate: &Gate,
+        items: &[FetchItem],
+        indices: &[usize],
+    ) -> Vec<(usize, ItemResult)> {
+        let Some(batching) = &self.batching else {
+            return Vec::new();
+        };
+        // One id per distinct name: two objects may name the same secret.
+        let mut ids: Vec<&str> = Vec::new();
+        let mut items_of: HashMap<&str, Vec<usize>> = HashMap::new();
+        for &i in indices {
+            let id = items[i].name.as_str();
+            let entry = items_of.entry(id).or_default();
+            if entry.is_empty() {
+                ids.push(id);
+            }
+            entry.push(i);
+        }
+
+        let outcomes = join_all(
+            ids.chunks(BATCH_SIZE)
+                .map(|chunk| self.batch_call(gate, chunk)),
+        )
+        .await;
+
+        let mut results = Vec::with_capacity(indices.len());
+        let mut denied = false;
+        for (chunk, outcome) in ids.chunks(BATCH_SIZE).zip(outcomes) {
+            match outcome {
+                BatchOutcome::Answered(mut answers) => {
+                    for id in chunk {
+                        if let Some(result) = answers.remove(*id) {
+                            for &i in &items_of[id] {
+                                results.push((i, result.clone()));
+                            }
+                        }
+                    }
+                }
+                BatchOutcome::Denied(error) => {
+                    if !denied {
+                        denied = true;
+                        batching.denials.deny(&batching.principal);
+                        warn!(
+                            region = %self.region,
+                            principal = %batching.principal,
+                            code = error.code.as_deref().unwrap_or(""),
+                            "BatchGetSecretValue denied; reading secrets one by one and not \
+                             batching for this principal for a while"
+                        );
+                    }
+                }
+                BatchOutcome::Failed(error) => {
+                    for id in chunk {
+                        for &i in &items_of[id] {
+                            results.push((i, Err(error.clone())));
+                        }
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// One BatchGetSecretValue call for `ids` (at most 20), following pages.
+    async fn batch_call(&self, gate: &Gate, ids: &[&str]) -> BatchOutcome {
+        let mut answers: HashMap<String, ItemResult> = HashMap::new();
+        let mut next_token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let sent = {
+                let _permit = gate.enter().await;
+                self.client
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await
+            };
+            let out = match sent {
+                Ok(out) => out,
+                Err(e) => {
+                    let error = sdk_error("BatchGetSecretValue", &e);
+                    return if is_access_denied(&e) {
+                        BatchOutcome::Denied(error)
+                    } else {
+                        BatchOutcome::Failed(error)
+                    };
+                }
+            };
+            for entry in out.secret_values.unwrap_or_default() {
+                let matched: Vec<&str> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        Some(*id) == entry.name.as_deref() || Some(*id) == entry.arn.as_deref()
+                    })
+                    .collect();
+                if matched.is_empty() {
+                    continue;
+                }
+                let result = value(
+                    "BatchGetSecretValue",
+                    entry.secret_string,
+                    entry.secret_binary,
+                    entry.version_id,
+                );
+                for id in matched {
+                    self.log_result(id, &result);
+                    answers.insert(id.to_owned(), result.clone());
+                }
+            }
+            for error in out.errors.unwrap_or_default() {
+                let Some(id) = error.secret_id.as_deref() else {
+                    continue;
+                };
+                if ids.contains(&id) {
+                    answers.insert(
+                        id.to_owned(),
+                        Err(service_error(
+                            "BatchGetSecretValue",
+                            error.error_code.as_deref(),
+                            None,
+                            error.message.as_deref().unwrap_or("no message"),
+                        )),
+                    );
+                }
+            }
+            next_token = out.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() || ids.iter().all(|id| answers.contains_key(*id)) {
+                break;
+            }
+        }
+        BatchOutcome::Answered(answers)
+    }
+
+    /// Reads one object as ASCP does: the rotation check first when the
+    /// object is mounted, then GetSecretValue unless still current.
+    async fn fetch_one(&self, gate: &Gate, item: &FetchItem) -> ItemResult {
+        if let Some(current) = &item.current {
+            if self.still_current(gate, item, current).await? {
+                debug!(object = %item.name, region = %self.region, version = %current, "unchanged");
+                return Ok(Fetched::Unchanged {
+                    version: current.clone(),
+                });
+            }
+        }
+        let sent = {
+            let _permit = gate.enter().await;
+            self.client
+                .get_secret_value()
+                .secret_id(&item.name)
+                .set_version_id(item.version.clone())
+                .set_version_stage(item.label.clone())
+                .send()
+                .await
+        };
+        let result = match sent {
+            Ok(out) => value(
+                "GetSecretValue",
+                out.secret_string,
+                out.secret_binary,
+                out.version_id,
+            ),
+            Err(e) => Err(sdk_error("GetSecretValue", &e)),
+        };
+        self.log_result(&item.name, &result);
+        result
+    }
+
+    /// Whether the mounted version `current` is still the one to serve: a
+    /// pinned version must equal it (no call); otherwise DescribeSecret must
+    /// show it carrying the object's stage (AWSCURRENT by default).
+    async fn still_current(
+        &self,
+        gate: &Gate,
+        item: &FetchItem,
+        current: &str,
+    ) -> Result<bool, StoreError> {
+        if let Some(version) = &item.version {
+            return Ok(version == current);
+        }
+        let described = {
+            let _permit = gate.enter().await;
+            self.client.describe_secret().secret_id(&item.name).send().await
+        }
+        .map_err(|e| {
+            let error = sdk_error("DescribeSecret", &e);
+            debug!(object = %item.name, region = %self.region, code = error.code.as_deref().unwrap_or(""), "describe failed");
+            error
+        })?;
+        let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
+        Ok(described
+            .version_ids_to_stages()
+            .and_then(|stages| stages.get(current))
+            .is_some_and(|stages| stages.iter().any(|s| s == stage)))
+    }
+
+    fn log_result(&self, object: &str, result: &ItemResult) {
+        match result {
+            Ok(fetched) => debug!(
+                object,
+                region = %self.region,
+                version = fetched.version(),
+                bytes = match fetched {
+                    Fetched::Value { contents, .. } => contents.len(),
+                    Fetched::Unchanged { .. } => 0,
+                },
+                "fetched secret"
+            ),
+            Err(error) => debug!(
+                object,
+                region = %self.region,
+                code = error.code.as_deref().unwrap_or(""),
+                kind = ?error.kind,
+                "secret fetch failed"
+            ),
+        }
+    }
+}
+
+/// The value of an answer: SecretString's bytes, else SecretBinary's, as
+/// they are, with the answer's VersionId.
+fn value(
+    operation: &str,
+    string: Option<String>,
+    binary: Option<Blob>,
+    version: Option<String>,
+) -> ItemResult {
+    let contents = match (string, binary) {
+        (Some(s), _) => SecretBytes::from(s),
+        (None, Some(b)) => SecretBytes::new(b.into_inner()),
+        (None, None) => {
+            return Err(StoreError::new(
+                FailureKind::Internal,
+                None,
+                format!("{operation}: the answer has neither SecretString nor SecretBinary"),
+            ));
+        }
+    };
+    let Some(version) = version else {
+        return Err(StoreError::new(
+            FailureKind::Internal,
+            None,
+            format!("{operation}: the answer has no VersionId"),
+        ));
+    };
+    Ok(Fetched::Value { contents, version })
+}
+
+/// Whether a call was refused for lack of permission for the call itself.
+fn is_access_denied<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    match error {
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some("AccessDeniedException" | "AccessDenied")
+        ),
+        _ => false,
+    }
+}
+
+fn is_arn(name: &str) -> bool {
+    name.starts_with("arn:")
+}
+
+/// The account field of `arn:PARTITION:SERVICE:REGION:ACCOUNT:...`.
+fn arn_account(name: &str) -> Option<&str> {
+    if !is_arn(name) {
+        return None;
+    }
+    name.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// The account of the store's credentials, when the provider says.
+async fn own_account(credentials: &SharedCredentialsProvider) -> Option<String> {
+    match credentials.provide_credentials().await {
+        Ok(c) => c.account_id().map(|a| a.as_str().to_owned()),
+        // The single reads will report the credentials' failure.
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_accounts() {
+        assert_eq!(
+            arn_account("arn:aws:secretsmanager:us-east-1:111122223333:secret:db-AbCdEf"),
+            Some("111122223333")
+        );
+        assert_eq!(arn_account("db/prod"), None);
+        assert_eq!(arn_account("arn:aws:secretsmanager:us-east-1"), None);
+        assert_eq!(
+            arn_account("arn:aws:secretsmanager:us-east-1::secret:x"),
+            None
+        );
+    }
+
+    #[test]
+    fn values_prefer_the_string_and_need_a_version() {
+        let v = value(
+            "Op",
+            Some("s".into()),
+            Some(Blob::new(vec![1])),
+            Some("v1".into()),
+        );
+        assert_eq!(
+            v.ok(),
+            Some(Fetched::Value {
+                contents: SecretBytes::from("s".to_owned()),
+                version: "v1".into()
+            })
+        );
+        let b = value("Op", None, Some(Blob::new(vec![0, 255])), Some("v2".into()));
+        assert_eq!(
+            b.ok(),
+            Some(Fetched::Value {
+                contents: SecretBytes::new(vec![0, 255]),
+                version: "v2".into()
+            })
+        );
+        assert!(value("Op", None, None, Some("v".into())).is_err());
+        assert!(value("Op", Some("s".into()), None, None).is_err());
+    }
+}
