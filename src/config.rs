@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_concurrent_fetches: u32,
 
+    /// Address of the HTTP endpoints /metrics, /healthz and /readyz; empty
+    /// disables them.
+    #[arg(long, default_value = "0.0.0.0:8989", value_parser = check_metrics_addr)]
+    pub metrics_addr: String,
+
     /// Read unpinned Secrets Manager objects with BatchGetSecretValue (needs
     /// secretsmanager:BatchGetSecretValue on the pod's role).
     #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
@@ -191,6 +196,16 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         total += number * seconds_per_unit;
     }
     Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+fn check_metrics_addr(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.parse::<std::net::SocketAddr>().is_ok() {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not IP:PORT (e.g. 0.0.0.0:8989), or empty to disable"
+        ))
+    }
 }
 
 fn parse_octal_mode(s: &str) -> Result<u32, String> {

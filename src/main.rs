@@ -62,19 +62,38 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 .display()
         )
     })?;
+    let health = ascp::health::HealthState::new(socket.path().to_owned());
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Ok(addr) = args.metrics_addr.parse::<std::net::SocketAddr>() {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("ascp: cannot listen on --metrics-addr {addr}: {e}"))?;
+        tokio::spawn(ascp::health::serve(listener, health.clone(), async {
+            let _ = health_stopped.await;
+        }));
+    }
     tracing::info!(
         version = ascp::VERSION,
         socket = %socket.path().display(),
         driver_writes_secrets = args.driver_writes_secrets,
         "serving; the CSIDriver must request tokens for audiences sts.amazonaws.com and pods.eks.amazonaws.com"
     );
+    health.set_ready(true);
+    let shutdown = {
+        let health = health.clone();
+        async move {
+            ascp::signals::shutdown().await;
+            health.set_ready(false);
+        }
+    };
     let result = ascp::server::run(
         listener,
         ascp::server::Provider::new(mounter),
-        ascp::signals::shutdown(),
+        shutdown,
         args.shutdown_grace,
     )
     .await;
+    let _ = stop_health.send(());
     drop(socket);
     result.map_err(|e| format!("ascp: server failed: {e}"))
 }

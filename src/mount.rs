@@ -74,6 +74,8 @@ struct Summary {
     namespace: String,
     spc: String,
     objects: usize,
+    secrets: usize,
+    parameters: usize,
     files: usize,
 }
 
@@ -91,6 +93,8 @@ impl Mounter {
     /// Serves one request and logs one line about it.
     pub async fn handle(&self, request: MountRequest) -> Result<MountResponse, Error> {
         let started = Instant::now();
+        let metrics = crate::metrics::global();
+        metrics.mounts_in_flight.inc();
         let mut summary = Summary::default();
         let span = tracing::info_span!("mount", id = %mount_id());
         let result = tokio::time::timeout(self.config.timeout, self.mount(request, &mut summary))
@@ -100,6 +104,22 @@ impl Mounter {
                 after: self.config.timeout,
             }));
         let _enter = span.enter();
+        metrics.mounts_in_flight.dec();
+        let code = result
+            .as_ref()
+            .map_or_else(Error::code, |_| tonic::Code::Ok);
+        metrics.mount_finished(code, started.elapsed().as_secs_f64());
+        for (store, count) in [
+            ("secretsmanager", summary.secrets),
+            ("ssmparameter", summary.parameters),
+        ] {
+            if result.is_ok() && count > 0 {
+                metrics
+                    .objects
+                    .get_or_create(&crate::metrics::StoreLabels { store })
+                    .inc_by(count as u64);
+            }
+        }
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => info!(
@@ -148,6 +168,12 @@ impl Mounter {
         let default_mode = spc::parse_permission(&request.permission)?;
         let params = MountParams::from_attributes(&attrs)?;
         summary.objects = params.objects.len();
+        summary.secrets = params
+            .objects
+            .iter()
+            .filter(|o| o.kind == StoreKind::SecretsManager)
+            .count();
+        summary.parameters = summary.objects - summary.secrets;
 
         let region = match &params.region {
             Some(r) => r.clone(),

@@ -143,7 +143,11 @@ pub async fn run(
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // grpc.health.v1 on the same socket: liveness probes ask it, so they
+    // prove the socket really answers.
+    let (health, health_service) = tonic_health::server::health_reporter();
     let serve = tonic::transport::Server::builder()
+        .add_service(health_service)
         .add_service(provider.into_service())
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
@@ -157,6 +161,9 @@ pub async fn run(
         grace_secs = grace.as_secs_f64(),
         "shutting down: no new connections; waiting for in-flight mounts"
     );
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     let _ = stop_tx.send(());
     match tokio::time::timeout(grace, serve).await {
         Ok(result) => result,

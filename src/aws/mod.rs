@@ -156,10 +156,12 @@ impl StoreFactory {
         let secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base)
             .region(region.clone())
             .credentials_provider(credentials.clone())
+            .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         let ssm = aws_sdk_ssm::config::Builder::from(&self.base)
             .region(region.clone())
             .credentials_provider(credentials.clone())
+            .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         let batching = self.batch.then(|| Batching {
             denials: self.denials.clone(),

@@ -1,0 +1,351 @@
+//! Prometheus metrics: what operators watch instead of logs.
+//!
+//! One process-wide registry ([`global`]), encoded in the Prometheus text
+//! format by the crate `prometheus-client`. Every label is low-cardinality
+//! by construction: outcomes, gRPC codes, store kinds, AWS services and
+//! operations, region names that look like AWS regions (anything else is
+//! `other`), credential methods and Kubernetes resources. Never a pod name, a
+//! secret name, a role or a value.
+//!
+//! AWS calls are counted by an SDK interceptor ([`AwsCallMetrics`]) attached
+//! to every client, so no store code has to remember to count.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished mount.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MountLabels {
+    /// `success` or `failure`.
+    pub outcome: &'static str,
+    /// The gRPC code, e.g. `Ok`, `NotFound`.
+    pub code: String,
+}
+
+/// Labels naming a store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// `secretsmanager` or `ssmparameter`.
+    pub store: &'static str,
+}
+
+/// Labels of an AWS call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    /// e.g. `secretsmanager`, `ssm`, `sts`.
+    pub service: String,
+    /// e.g. `GetSecretValue`.
+    pub operation: String,
+    /// An AWS region name, or `other`.
+    pub region: String,
+    /// `success`, `client_error`, `server_error` or `transport_error`.
+    pub outcome: &'static str,
+}
+
+/// Labels of an AWS call's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsOperationLabels {
+    /// e.g. `secretsmanager`.
+    pub service: String,
+    /// e.g. `GetSecretValue`.
+    pub operation: String,
+}
+
+/// Labels of a credential cache event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `irsa`, `pod_identity_agent`, `eks_auth`, `assume_role`.
+    pub method: &'static str,
+    /// `hit`, `miss` or `load_error`.
+    pub result: &'static str,
+}
+
+/// Labels of a Kubernetes API call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeLabels {
+    /// `serviceaccounts`, `pods` or `nodes`.
+    pub resource: &'static str,
+    /// `success`, `not_found` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Labels of the build info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// This build's version.
+    pub version: &'static str,
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// Mount requests by outcome and code.
+    pub mounts: Family<MountLabels, Counter>,
+    /// Mount duration in seconds, by outcome.
+    pub mount_duration: Family<StoreOutcome, Histogram>,
+    /// Mounts in progress.
+    pub mounts_in_flight: Gauge,
+    /// Objects mounted, by store.
+    pub objects: Family<StoreLabels, Counter>,
+    /// AWS calls (executions, after the SDK's retries).
+    pub aws_calls: Family<AwsCallLabels, Counter>,
+    /// AWS call duration in seconds.
+    pub aws_call_duration: Family<AwsOperationLabels, Histogram>,
+    /// Credential cache events.
+    pub credential_cache: Family<CacheLabels, Counter>,
+    /// Kubernetes API calls.
+    pub kube_calls: Family<KubeLabels, Counter>,
+}
+
+/// Labels of the mount duration: the outcome only.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreOutcome {
+    /// `success` or `failure`.
+    pub outcome: &'static str,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 5 ms to about 82 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("ascp");
+        let mounts = Family::<MountLabels, Counter>::default();
+        registry.register(
+            "mount_requests",
+            "Mount requests by outcome and gRPC code",
+            mounts.clone(),
+        );
+        let mount_duration = Family::<StoreOutcome, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "mount_duration_seconds",
+            "Mount duration",
+            mount_duration.clone(),
+        );
+        let mounts_in_flight = Gauge::default();
+        registry.register(
+            "mounts_in_flight",
+            "Mounts in progress",
+            mounts_in_flight.clone(),
+        );
+        let objects = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "objects_mounted",
+            "Objects mounted, by store",
+            objects.clone(),
+        );
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS API calls by service, operation, region and outcome",
+            aws_calls.clone(),
+        );
+        let aws_call_duration = Family::<AwsOperationLabels, Histogram>::new_with_constructor(
+            seconds_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "aws_call_duration_seconds",
+            "AWS API call duration, retries included",
+            aws_call_duration.clone(),
+        );
+        let credential_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "credential_cache",
+            "Credential cache hits, misses and failed loads by method",
+            credential_cache.clone(),
+        );
+        let kube_calls = Family::<KubeLabels, Counter>::default();
+        registry.register(
+            "kubernetes_api_calls",
+            "Kubernetes API calls by resource and outcome",
+            kube_calls.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build_info);
+        Self {
+            registry,
+            mounts,
+            mount_duration,
+            mounts_in_flight,
+            objects,
+            aws_calls,
+            aws_call_duration,
+            credential_cache,
+            kube_calls,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a finished mount.
+    pub fn mount_finished(&self, code: tonic::Code, seconds: f64) {
+        let outcome = if code == tonic::Code::Ok {
+            "success"
+        } else {
+            "failure"
+        };
+        self.mounts
+            .get_or_create(&MountLabels {
+                outcome,
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.mount_duration
+            .get_or_create(&StoreOutcome { outcome })
+            .observe(seconds);
+    }
+
+    /// Records a credential cache event.
+    pub fn cache_event(&self, method: &'static str, result: &'static str) {
+        self.credential_cache
+            .get_or_create(&CacheLabels { method, result })
+            .inc();
+    }
+
+    /// Records a Kubernetes API call.
+    pub fn kube_call(&self, resource: &'static str, outcome: &'static str) {
+        self.kube_calls
+            .get_or_create(&KubeLabels { resource, outcome })
+            .inc();
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+/// A region label: the name when it looks like an AWS region, else `other`,
+/// so hostile SecretProviderClasses cannot grow the label set.
+pub fn region_label(region: &str) -> String {
+    let parts: Vec<&str> = region.split('-').collect();
+    let looks_like_region = (3..=5).contains(&parts.len())
+        && parts[0].len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 10
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    if looks_like_region {
+        region.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+/// Counts every call of an AWS SDK client: attach it with
+/// `.interceptor(AwsCallMetrics)` when building a client's config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwsCallMetrics;
+
+#[derive(Debug, Clone, Copy)]
+struct CallStarted(Instant);
+
+impl aws_smithy_types::config_bag::Storable for CallStarted {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsCallMetrics {
+    fn name(&self) -> &'static str {
+        "AwsCallMetrics"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        cfg.interceptor_state()
+            .store_put(CallStarted(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let (service, operation) = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| (m.service().to_ascii_lowercase(), m.name().to_owned()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let region = cfg
+            .load::<aws_types::region::Region>()
+            .map(|r| region_label(r.as_ref()))
+            .unwrap_or_else(|| "other".into());
+        let outcome = match (context.output_or_error(), context.response()) {
+            (Some(Ok(_)), _) => "success",
+            (_, Some(resp)) if resp.status().is_client_error() => "client_error",
+            (_, Some(resp)) if resp.status().is_server_error() => "server_error",
+            _ => "transport_error",
+        };
+        let m = global();
+        m.aws_calls
+            .get_or_create(&AwsCallLabels {
+                service: service.clone(),
+                operation: operation.clone(),
+                region,
+                outcome,
+            })
+            .inc();
+        if let Some(started) = cfg.load::<CallStarted>() {
+            m.aws_call_duration
+                .get_or_create(&AwsOperationLabels { service, operation })
+                .observe(started.0.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_outside_the_aws_shape_collapse_to_other() {
+        assert_eq!(region_label("us-east-1"), "us-east-1");
+        assert_eq!(region_label("us-gov-west-1"), "us-gov-west-1");
+        assert_eq!(region_label("ap-southeast-4"), "ap-southeast-4");
+        assert_eq!(region_label("attacker-controlled"), "other");
+        assert_eq!(region_label("aaaa-bbbb-1"), "other");
+    }
+
+    #[test]
+    fn encodes_prometheus_text() {
+        global().mount_finished(tonic::Code::NotFound, 0.01);
+        let text = global().encode();
+        assert!(
+            text.contains("ascp_mount_requests_total{outcome=\"failure\",code=\"NotFound\"}"),
+            "{text}"
+        );
+        assert!(text.contains("ascp_build_info"));
+    }
+}
