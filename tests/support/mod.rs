@@ -7,6 +7,7 @@
 //! - [`moto`]: start `moto_server` from the project's `.venv` (installed by
 //!   `scripts/install-moto.sh`) and build SDK configs that point at it.
 //! - [`seed`]: create secrets and parameters through the AWS SDK.
+//! - [`memory`]: in-memory stores and backend for tests of the core.
 //! - [`proxy`]: an HTTP proxy in front of moto that counts calls per region
 //!   and operation, injects errors, delays and hangs, and emulates
 //!   cross-account access, which moto cannot do on its own.
@@ -15,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod http;
+pub mod memory;
 pub mod moto;
 pub mod proxy;
 pub mod seed;

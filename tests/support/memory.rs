@@ -1,0 +1,238 @@
+//! In-memory stores and backend for tests of the core (mount orchestration,
+//! server, output) that need no AWS behaviour. AWS behaviour is tested
+//! against moto instead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tonic::transport::Channel;
+
+use ascp::mount::{MountConfig, Mounter};
+use ascp::proto::MountRequest;
+use ascp::proto::MountResponse;
+use ascp::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use ascp::server::Provider;
+
+use ascp::error::Error;
+use ascp::secret::SecretBytes;
+use ascp::store::{
+    Backend, FailureKind, FetchItem, Fetched, PodIdentity, Store, StoreError, Stores,
+};
+
+/// What an in-memory object answers.
+#[derive(Clone)]
+pub enum Answer {
+    Value(&'static str, &'static str),
+    Fail(FailureKind, &'static str),
+    Panic,
+}
+
+/// A store holding values by name, counting calls.
+#[derive(Default)]
+pub struct MemStore {
+    objects: Mutex<HashMap<String, Answer>>,
+    pub fetched: AtomicUsize,
+    pub last_items: Mutex<Vec<FetchItem>>,
+}
+
+impl MemStore {
+    pub fn put(&self, name: &str, answer: Answer) {
+        self.objects.lock().unwrap().insert(name.to_owned(), answer);
+    }
+}
+
+impl Store for MemStore {
+    fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<Result<Fetched, StoreError>>> {
+        Box::pin(async move {
+            *self.last_items.lock().unwrap() = items.clone();
+            let objects = self.objects.lock().unwrap().clone();
+            items
+                .iter()
+                .map(|item| {
+                    let key = match (&item.version, &item.label) {
+                        (Some(v), _) => format!("{}@{v}", item.name),
+                        (None, Some(l)) => format!("{}#{l}", item.name),
+                        _ => item.name.clone(),
+                    };
+                    match objects.get(&key).or_else(|| objects.get(&item.name)) {
+                        Some(Answer::Value(value, version)) => {
+                            if item.current.as_deref() == Some(*version) {
+                                Ok(Fetched::Unchanged {
+                                    version: (*version).into(),
+                                })
+                            } else {
+                                self.fetched.fetch_add(1, Ordering::SeqCst);
+                                Ok(Fetched::Value {
+                                    contents: SecretBytes::from(value.to_string()),
+                                    version: (*version).into(),
+                                })
+                            }
+                        }
+                        Some(Answer::Fail(kind, code)) => {
+                            Err(StoreError::new(*kind, Some(code), "injected"))
+                        }
+                        Some(Answer::Panic) => panic!("store exploded"),
+                        None => Err(StoreError::new(
+                            FailureKind::NotFound,
+                            Some("ResourceNotFoundException"),
+                            "not found",
+                        )),
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// One secrets store and one parameter store per region.
+#[derive(Default)]
+pub struct MemBackend {
+    pub regions: Mutex<HashMap<String, (Arc<MemStore>, Arc<MemStore>)>>,
+    pub node_region: Option<String>,
+}
+
+impl MemBackend {
+    pub fn sm(&self, region: &str) -> Arc<MemStore> {
+        self.regions
+            .lock()
+            .unwrap()
+            .entry(region.into())
+            .or_default()
+            .0
+            .clone()
+    }
+    pub fn ssm(&self, region: &str) -> Arc<MemStore> {
+        self.regions
+            .lock()
+            .unwrap()
+            .entry(region.into())
+            .or_default()
+            .1
+            .clone()
+    }
+}
+
+impl Backend for MemBackend {
+    fn default_region<'a>(&'a self, _pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move {
+            self.node_region.clone().ok_or(Error::Region {
+                reason: "the node has no region label".into(),
+            })
+        })
+    }
+
+    fn stores<'a>(
+        &'a self,
+        _pod: &'a PodIdentity,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<Stores, Error>> {
+        Box::pin(async move {
+            Ok(Stores {
+                secrets_manager: self.sm(region),
+                parameter_store: self.ssm(region),
+            })
+        })
+    }
+}
+
+/// A provider serving on a real unix socket in a temp dir, with a client.
+pub struct Harness {
+    pub backend: Arc<MemBackend>,
+    pub client: CsiDriverProviderClient<Channel>,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    pub async fn start(driver_writes: bool) -> Self {
+        Self::start_with(MemBackend::default(), driver_writes).await
+    }
+
+    pub async fn start_with(backend: MemBackend, driver_writes: bool) -> Self {
+        let backend = Arc::new(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("providers");
+        let (listener, guard) = ascp::server::bind(&volume).unwrap();
+        let socket = guard.path().to_owned();
+        let mounter = Arc::new(Mounter::new(
+            backend.clone(),
+            MountConfig {
+                driver_writes_secrets: driver_writes,
+                env_region: None,
+                timeout: Duration::from_secs(10),
+            },
+        ));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _guard = guard;
+            ascp::server::run(
+                listener,
+                Provider::new(mounter),
+                async {
+                    let _ = rx.await;
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        });
+        let channel = ascp::cli::mount::connect(&socket, Duration::from_secs(10))
+            .await
+            .unwrap();
+        Self {
+            backend,
+            client: CsiDriverProviderClient::new(channel),
+            socket,
+            _dir: dir,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub async fn mount(&mut self, req: MountRequest) -> Result<MountResponse, tonic::Status> {
+        self.client.mount(req).await.map(|r| r.into_inner())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap();
+        assert!(!self.socket.exists(), "socket removed at shutdown");
+    }
+}
+
+/// Attributes as the driver sends them, plus `extra`.
+pub fn attributes(objects: &str, extra: &[(&str, &str)]) -> String {
+    let mut map = serde_json::Map::new();
+    for (k, v) in [
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "shop"),
+        ("csi.storage.k8s.io/serviceAccount.name", "web"),
+        ("secretProviderClass", "web-secrets"),
+        ("region", "us-east-1"),
+        ("objects", objects),
+    ] {
+        map.insert(k.into(), v.into());
+    }
+    for (k, v) in extra {
+        map.insert((*k).into(), (*v).into());
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// A mount request for `objects` into `target`.
+pub fn request(target: &Path, objects: &str, extra: &[(&str, &str)]) -> MountRequest {
+    MountRequest {
+        attributes: attributes(objects, extra),
+        secrets: "{}".into(),
+        target_path: target.display().to_string(),
+        permission: "420".into(),
+        current_object_version: vec![],
+    }
+}
