@@ -290,16 +290,16 @@ async fn fetch_all(
     let mut contents: Vec<Option<SecretBytes>> = vec![None; objects.len()];
     let mut refetch = Vec::new();
     for (i, spec) in objects.iter().enumerate() {
-        for slot in 0..regions.len() {
-            if let Some(Ok(Fetched::Unchanged { .. })) = &results[i][slot] {
-                match output::read_mounted(target, &spec.file, MAX_READ_BACK_BYTES) {
-                    Ok(bytes) => contents[i] = Some(bytes),
-                    Err(e) => {
-                        warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unreadable; fetching again");
-                        refetch.push(i);
-                    }
+        let unchanged = results[i]
+            .iter()
+            .any(|r| matches!(r, Some(Ok(Fetched::Unchanged { .. }))));
+        if unchanged {
+            match output::read_mounted(target, &spec.file, MAX_READ_BACK_BYTES) {
+                Ok(bytes) => contents[i] = Some(bytes),
+                Err(e) => {
+                    warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unreadable; fetching again");
+                    refetch.push(i);
                 }
-                break;
             }
         }
     }

@@ -73,11 +73,7 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
             .map(|f| format!(", failover {f}"))
             .unwrap_or_default()
     );
-    let _ = writeln!(
-        out,
-        "{:<40} {:>5}  {:<14} {}",
-        "FILE", "MODE", "STORE", "SOURCE"
-    );
+    let _ = writeln!(out, "{:<40} {:>5}  {:<14} SOURCE", "FILE", "MODE", "STORE");
     for spec in &params.objects {
         let mode = spec.mode_or(args.permission);
         let mut source = spec.name.clone();
