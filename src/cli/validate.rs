@@ -35,6 +35,16 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
             Some(r) => {
                 if let Err(e) = spc::check_region(spc::keys::REGION, r) {
                     errors.push(e.to_string());
+                } else if params.failover_region.as_deref() == Some(r.as_str()) {
+                    // The server makes this check once the primary region
+                    // is known; with --region, so can we.
+                    let e = crate::error::Error::Parameter {
+                        key: spc::keys::FAILOVER_REGION,
+                        reason: format!(
+                            "{r} is also the primary region; the failover region must differ"
+                        ),
+                    };
+                    errors.push(e.to_string());
                 } else if let Err(list) =
                     check_regions(&params.objects, r, params.failover_region.as_deref())
                 {
@@ -86,20 +96,21 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
         if let Some(f) = &spec.failover {
             source.push_str(&format!(" (failover: {})", f.name));
         }
+        // Modes as filePermission writes them: four octal digits.
         let _ = writeln!(
             out,
-            "{:<40} {:>5o}  {:<14} {}",
+            "{:<40} {:>5}  {:<14} {}",
             spec.file,
-            mode,
+            format!("{mode:04o}"),
             spec.kind.as_str(),
             source
         );
         for j in &spec.jmes {
             let _ = writeln!(
                 out,
-                "{:<40} {:>5o}  {:<14} {} jmesPath {}",
+                "{:<40} {:>5}  {:<14} {} jmesPath {}",
                 j.file,
-                j.mode.unwrap_or(mode),
+                format!("{:04o}", j.mode.unwrap_or(mode)),
                 spec.kind.as_str(),
                 spec.name,
                 j.path

@@ -10,7 +10,7 @@
 //! | what | limit |
 //! |---|---|
 //! | `attributes` JSON | [`MAX_ATTRIBUTES_BYTES`] |
-//! | `objects` YAML | [`objects::MAX_OBJECTS_YAML_BYTES`], nesting depth [`objects::MAX_YAML_DEPTH`], [`objects::MAX_YAML_ALIASES`] aliases |
+//! | `objects` YAML | [`objects::MAX_OBJECTS_YAML_BYTES`], nesting depth [`objects::MAX_YAML_DEPTH`], [`objects::MAX_YAML_NODES`] nodes, [`objects::MAX_YAML_ALIASES`] aliases |
 //! | objects per mount | [`objects::MAX_OBJECTS`] |
 //! | files per mount (objects and jmesPath entries) | [`objects::MAX_FILES`] |
 //!

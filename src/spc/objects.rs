@@ -29,6 +29,11 @@ pub const MAX_FILES: usize = 1024;
 pub const MAX_YAML_DEPTH: usize = 16;
 /// Alias references (`*name`) in the YAML document.
 pub const MAX_YAML_ALIASES: usize = 256;
+/// Nodes (scalars, lists, mappings, aliases expanded) in the YAML document.
+/// The largest class the other limits allow (every object with every field,
+/// a failoverObject and the most jmesPath entries) has about 11,300; this
+/// cap keeps the cost of a hostile document within milliseconds.
+pub const MAX_YAML_NODES: usize = 20_000;
 /// Longest objectName, objectAlias or version accepted.
 pub const MAX_NAME_BYTES: usize = 2048;
 /// Longest file path, as the driver accepts.
@@ -67,8 +72,11 @@ impl PathTranslation {
     /// The file name for an object name or alias.
     pub fn apply(self, name: &str) -> String {
         match self {
+            // Replacing `/` by itself leaves a leading `/`, which ASCP then
+            // joins onto the target directory, dropping it: the file lands
+            // where it would with translation off.
+            Self::Replace('/') | Self::Off => name.trim_start_matches('/').to_owned(),
             Self::Replace(c) => name.replace('/', &c.to_string()),
-            Self::Off => name.trim_start_matches('/').to_owned(),
         }
     }
 }
@@ -200,8 +208,7 @@ fn text(s: &Option<Scalar>) -> Option<String> {
     s.as_ref().map(|s| s.0.clone()).filter(|s| !s.is_empty())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct RawObject {
     object_name: Option<Scalar>,
     object_type: Option<Scalar>,
@@ -213,20 +220,115 @@ struct RawObject {
     failover_object: Option<RawFailover>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct RawJmes {
     path: Option<Scalar>,
     object_alias: Option<Scalar>,
     file_permission: Option<Scalar>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct RawFailover {
     object_name: Option<Scalar>,
     object_version: Option<Scalar>,
     object_version_label: Option<Scalar>,
+}
+
+/// Deserializes a descriptor mapping with its keys matched as ASCP matches
+/// them. ASCP decodes the YAML through Go's `encoding/json`, which finds a
+/// struct field whatever the key's case (`objectname`, `JMESPath`), so a
+/// class written that way works there and must work here. Unknown keys are
+/// skipped, as there; a repeated key keeps its last value.
+macro_rules! case_insensitive_fields {
+    ($ty:ident, $expecting:literal, { $($key:literal => $field:ident),+ $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$ty, A::Error> {
+                        let mut out = $ty::default();
+                        while let Some(Scalar(key)) = map.next_key::<Scalar>()? {
+                            $(
+                                if key.eq_ignore_ascii_case($key) {
+                                    out.$field = map.next_value()?;
+                                    continue;
+                                }
+                            )+
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+case_insensitive_fields!(RawObject, "an object descriptor (a mapping with objectName)", {
+    "objectName" => object_name,
+    "objectType" => object_type,
+    "objectAlias" => object_alias,
+    "objectVersion" => object_version,
+    "objectVersionLabel" => object_version_label,
+    "filePermission" => file_permission,
+    "jmesPath" => jmes_path,
+    "failoverObject" => failover_object,
+});
+
+case_insensitive_fields!(RawJmes, "a jmesPath entry (a mapping with path and objectAlias)", {
+    "path" => path,
+    "objectAlias" => object_alias,
+    "filePermission" => file_permission,
+});
+
+case_insensitive_fields!(RawFailover, "a failoverObject (a mapping with objectName)", {
+    "objectName" => object_name,
+    "objectVersion" => object_version,
+    "objectVersionLabel" => object_version_label,
+});
+
+/// The top-level list, read entry by entry so that a list longer than
+/// [`MAX_OBJECTS`] is refused as soon as the limit is passed, not after the
+/// whole document has been parsed. `over_limit` tells the caller why the
+/// parse stopped.
+struct BoundedList<'a> {
+    over_limit: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedList<'_> {
+    type Value = Vec<Option<RawObject>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedList<'_> {
+    type Value = Vec<Option<RawObject>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of object descriptors")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(entry) = seq.next_element()? {
+            if out.len() == MAX_OBJECTS {
+                self.over_limit.set(true);
+                return Err(serde::de::Error::custom("too many objects"));
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
 }
 
 fn yaml_options() -> serde_saphyr::Options {
@@ -235,8 +337,9 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_depth = MAX_YAML_DEPTH;
     budget.max_aliases = MAX_YAML_ALIASES;
     budget.max_anchors = MAX_YAML_ALIASES;
-    budget.max_events = 200_000;
-    budget.max_nodes = 100_000;
+    // Every node is at most two events (start and end).
+    budget.max_events = 2 * MAX_YAML_NODES + 16;
+    budget.max_nodes = MAX_YAML_NODES;
     budget.max_documents = 1;
     budget.max_total_scalar_bytes = MAX_OBJECTS_YAML_BYTES;
     budget.max_recorded_anchor_events = 20_000;
@@ -244,6 +347,9 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_merge_keys = 256;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // ASCP's YAML reader keeps the last value of a repeated key; a class
+    // relying on that must keep working.
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::LastWins;
     options
 }
 
@@ -262,21 +368,29 @@ pub fn parse(
             yaml.len()
         )]);
     }
-    let raw: Vec<Option<RawObject>> = serde_saphyr::from_str_with_options(yaml, yaml_options())
-        .map_err(|e| {
+    let over_limit = std::cell::Cell::new(false);
+    let raw = serde_saphyr::with_deserializer_from_str_with_options(yaml, yaml_options(), |d| {
+        serde::de::DeserializeSeed::deserialize(
+            BoundedList {
+                over_limit: &over_limit,
+            },
+            d,
+        )
+    })
+    .map_err(|e| {
+        if over_limit.get() {
+            vec![format!(
+                "more than {MAX_OBJECTS} objects, the limit per mount"
+            )]
+        } else {
             vec![format!(
                 "the objects parameter is not a YAML list of objects: {}",
                 yaml_error(&e)
             )]
-        })?;
+        }
+    })?;
     if raw.is_empty() {
         return Err(vec!["the objects list is empty".into()]);
-    }
-    if raw.len() > MAX_OBJECTS {
-        return Err(vec![format!(
-            "{} objects, more than the limit of {MAX_OBJECTS} per mount",
-            raw.len()
-        )]);
     }
 
     let mut errors = Vec::new();
