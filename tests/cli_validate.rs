@@ -1,0 +1,559 @@
+//! `ascp validate FILE`: the real binary on manifests in a temporary
+//! directory. A good class prints the files a mount would produce (name,
+//! mode, store, source, jmesPath) and exits 0; a bad one prints every error
+//! and exits non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn ascp(args: &[&str]) -> Run {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_ascp"))
+        .args(args)
+        .env_remove("AWS_REGION")
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run ascp");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Self {
+        Self(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+}
+
+fn validate(path: &Path, extra: &[&str]) -> Run {
+    let p = path.to_str().expect("utf-8 path");
+    let mut args = vec!["validate", p];
+    args.extend_from_slice(extra);
+    ascp(&args)
+}
+
+/// A SecretProviderClass manifest with `parameters` (already indented by 4).
+fn spc(name: &str, parameters: &str) -> String {
+    format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  provider: aws\n  parameters:\n{parameters}"
+    )
+}
+
+/// Indents an objects YAML block under `objects: |`.
+fn objects(yaml: &str) -> String {
+    let body: String = yaml.lines().map(|l| format!("      {l}\n")).collect();
+    format!("    objects: |\n{body}")
+}
+
+/// The output line for a file, split into whitespace-separated columns.
+fn row<'a>(stdout: &'a str, file: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(file))
+        .unwrap_or_else(|| panic!("no line for {file} in:\n{stdout}"))
+        .split_whitespace()
+        .collect()
+}
+
+const GOOD_OBJECTS: &str = "\
+- objectName: prod/db
+  objectType: secretsmanager
+  filePermission: \"0640\"
+  jmesPath:
+    - path: username
+      objectAlias: db-user
+    - path: password
+      objectAlias: db-pass
+      filePermission: \"0400\"
+- objectName: /app/api-key
+  objectType: ssmparameter
+  objectVersion: 3
+- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:shared-AbCdEf
+  objectAlias: shared
+  objectVersionLabel: AWSPREVIOUS
+";
+
+#[test]
+fn good_class_prints_every_file_and_exits_zero() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "spc.yaml",
+        &spc(
+            "web-secrets",
+            &format!("    region: us-east-1\n{}", objects(GOOD_OBJECTS)),
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(run.stderr.is_empty(), "{run}");
+    let out = &run.stdout;
+    assert!(
+        out.contains("SecretProviderClass web-secrets: 3 object(s), region us-east-1"),
+        "{run}"
+    );
+    assert!(out.contains("FILE") && out.contains("MODE") && out.contains("STORE"));
+
+    assert_eq!(
+        row(out, "prod_db"),
+        ["prod_db", "0640", "secretsmanager", "prod/db"]
+    );
+    // jmesPath files: the entry's mode, else the object's.
+    assert_eq!(
+        row(out, "db-user"),
+        [
+            "db-user",
+            "0640",
+            "secretsmanager",
+            "prod/db",
+            "jmesPath",
+            "username"
+        ]
+    );
+    assert_eq!(
+        row(out, "db-pass"),
+        [
+            "db-pass",
+            "0400",
+            "secretsmanager",
+            "prod/db",
+            "jmesPath",
+            "password"
+        ]
+    );
+    // The default mode, a translated name, a YAML number read as text.
+    assert_eq!(
+        row(out, "_app_api-key"),
+        [
+            "_app_api-key",
+            "0644",
+            "ssmparameter",
+            "/app/api-key",
+            "version",
+            "3"
+        ]
+    );
+    // An ARN: the store comes from the ARN, the file from the alias.
+    assert_eq!(
+        row(out, "shared"),
+        [
+            "shared",
+            "0644",
+            "secretsmanager",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:shared-AbCdEf",
+            "label",
+            "AWSPREVIOUS"
+        ]
+    );
+    // Files are listed in the order of the class.
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("FILE"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        order,
+        ["prod_db", "db-user", "db-pass", "_app_api-key", "shared"]
+    );
+}
+
+#[test]
+fn permission_flag_sets_the_default_mode() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "spc.yaml",
+        &spc(
+            "web",
+            &format!("    region: us-east-1\n{}", objects(GOOD_OBJECTS)),
+        ),
+    );
+    let run = validate(&path, &["--permission", "0600"]);
+    assert!(run.ok(), "{run}");
+    assert_eq!(row(&run.stdout, "_app_api-key")[1], "0600");
+    assert_eq!(row(&run.stdout, "prod_db")[1], "0640", "its own wins");
+    let run = validate(&path, &["--permission", "0999"]);
+    assert!(!run.ok(), "{run}");
+}
+
+#[test]
+fn path_translation_and_failover_are_shown() {
+    let dir = Dir::new();
+    let objects_yaml = "\
+- objectName: /app/db/password
+  objectType: ssmparameter
+- objectName: prod/api
+  objectType: secretsmanager
+  objectAlias: api
+  failoverObject:
+    objectName: prod/api-dr
+";
+    let path = dir.write(
+        "spc.yaml",
+        &spc(
+            "web",
+            &format!(
+                "    region: us-east-1\n    failoverRegion: us-west-2\n    pathTranslation: \"False\"\n{}",
+                objects(objects_yaml)
+            ),
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(
+        run.stdout.contains("region us-east-1, failover us-west-2"),
+        "{run}"
+    );
+    assert_eq!(row(&run.stdout, "app/db/password")[2], "ssmparameter");
+    let api = row(&run.stdout, "api");
+    assert_eq!(api[3], "prod/api");
+    assert!(api.join(" ").ends_with("(failover: prod/api-dr)"), "{run}");
+}
+
+#[test]
+fn bad_class_prints_every_error_and_exits_non_zero() {
+    let dir = Dir::new();
+    let bad = "\
+- objectName: db
+  objectType: vault
+- objectName: api
+  objectType: secretsmanager
+  filePermission: \"644\"
+- objectName: api
+  objectType: secretsmanager
+  filePermission: \"0644\"
+- objectName: cfg
+  objectType: ssmparameter
+  objectVersion: 3
+  objectVersionLabel: prod
+- objectName: creds
+  objectType: secretsmanager
+  jmesPath:
+    - objectAlias: user
+- objectName: failing
+  objectType: secretsmanager
+  failoverObject:
+    objectName: failing-dr
+-
+";
+    let path = dir.write(
+        "bad.yaml",
+        &spc(
+            "broken",
+            &format!("    region: us-east-1\n{}", objects(bad)),
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.is_empty(), "no file list on error: {run}");
+    let err = &run.stderr;
+    assert!(
+        err.contains(path.to_str().unwrap()),
+        "names the file: {run}"
+    );
+    for needle in [
+        "object db: objectType \"vault\" is not one of secretsmanager, ssmparameter",
+        "object api: filePermission \"644\" must be four octal digits",
+        "object cfg: an ssmparameter cannot set both objectVersion and objectVersionLabel",
+        "object creds: jmesPath entry #1 needs both path and objectAlias",
+        "object failing: an object with a failoverObject needs an objectAlias",
+        "object failing: failoverObject is allowed only when failoverRegion is set",
+        "object #7: empty (null) entry",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?}: {run}");
+    }
+    // One line per error, counted in the heading.
+    let listed = err.lines().filter(|l| l.starts_with("  - ")).count();
+    assert_eq!(listed, 7, "{run}");
+    assert!(err.contains("7 error(s)"), "{run}");
+}
+
+#[test]
+fn duplicates_are_reported() {
+    let dir = Dir::new();
+    let dup = "\
+- objectName: db
+  objectType: secretsmanager
+- objectName: db
+  objectType: secretsmanager
+";
+    let path = dir.write(
+        "dup.yaml",
+        &spc("dup", &format!("    region: us-east-1\n{}", objects(dup))),
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr.contains("object db: duplicate objectName"),
+        "{run}"
+    );
+}
+
+#[test]
+fn bad_parameters_are_reported() {
+    let dir = Dir::new();
+    for (params, needle) in [
+        (
+            "    pathTranslation: ab\n",
+            "invalid SecretProviderClass parameter pathTranslation",
+        ),
+        (
+            "    usePodIdentity: \"yes\"\n",
+            "invalid SecretProviderClass parameter usePodIdentity",
+        ),
+        (
+            "    region: us-east-1\n    failoverRegion: us-east-1\n",
+            "failoverRegion: us-east-1 is also the primary region",
+        ),
+        (
+            "    region: US_EAST\n",
+            "invalid SecretProviderClass parameter region",
+        ),
+        ("    preferredAddressType: ipv5\n", "preferredAddressType"),
+    ] {
+        let path = dir.write(
+            "params.yaml",
+            &spc("p", &format!("{params}{}", objects(GOOD_OBJECTS))),
+        );
+        let run = validate(&path, &[]);
+        assert!(!run.ok(), "{params}: {run}");
+        assert!(
+            run.stderr.contains(needle),
+            "{params}: missing {needle:?}: {run}"
+        );
+    }
+    // No objects at all.
+    let path = dir.write("none.yaml", &spc("p", "    region: us-east-1\n"));
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.contains("objects: missing"), "{run}");
+}
+
+#[test]
+fn arn_regions_are_checked_against_the_class_or_the_flag() {
+    let dir = Dir::new();
+    let arn_objects = "\
+- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf
+";
+    // The class's region.
+    let path = dir.write(
+        "arn.yaml",
+        &spc(
+            "arn",
+            &format!("    region: eu-west-1\n{}", objects(arn_objects)),
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr
+            .contains("the ARN's region us-east-1 must match the region eu-west-1"),
+        "{run}"
+    );
+    // No region in the class: --region decides, or nothing is checked.
+    let path = dir.write("arn-noregion.yaml", &spc("arn", &objects(arn_objects)));
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(run.stdout.contains("ARN regions are not checked"), "{run}");
+    assert!(run.stdout.contains("region (from the node)"), "{run}");
+    let run = validate(&path, &["--region", "us-east-1"]);
+    assert!(run.ok(), "{run}");
+    assert!(run.stdout.contains("region us-east-1"), "{run}");
+    let run = validate(&path, &["--region", "ap-south-1"]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr.contains("must match the region ap-south-1"),
+        "{run}"
+    );
+    let run = validate(&path, &["--region", "Not A Region"]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.contains("not a region name"), "{run}");
+}
+
+#[test]
+fn failover_region_equal_to_the_flag_region_is_reported() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "fo.yaml",
+        &spc(
+            "fo",
+            &format!("    failoverRegion: us-west-2\n{}", objects(GOOD_OBJECTS)),
+        ),
+    );
+    let run = validate(&path, &["--region", "us-west-2"]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr
+            .contains("failoverRegion: us-west-2 is also the primary region"),
+        "{run}"
+    );
+    let run = validate(&path, &["--region", "us-east-1"]);
+    assert!(run.ok(), "{run}");
+}
+
+#[test]
+fn failover_arn_region_is_checked() {
+    let dir = Dir::new();
+    let fo = "\
+- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf
+  objectAlias: db
+  failoverObject:
+    objectName: arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-GhIjKl
+";
+    let path = dir.write(
+        "fo.yaml",
+        &spc(
+            "fo",
+            &format!(
+                "    region: us-east-1\n    failoverRegion: us-west-2\n{}",
+                objects(fo)
+            ),
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr.contains(
+            "failoverObject ARN's region eu-west-1 must match the failover region us-west-2"
+        ),
+        "{run}"
+    );
+}
+
+#[test]
+fn multi_document_file_finds_the_class() {
+    let dir = Dir::new();
+    let text = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n  annotations:\n    eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/web\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      serviceAccountName: web\n      containers:\n        - name: web\n          image: nginx\n          volumeMounts:\n            - name: secrets\n              mountPath: /mnt/secrets\n      volumes:\n        - name: secrets\n          csi:\n            driver: secrets-store.csi.k8s.io\n            readOnly: true\n            volumeAttributes:\n              secretProviderClass: web-secrets\n---\n{}---\n# trailing empty document\n",
+        spc(
+            "web-secrets",
+            &format!("    region: us-east-1\n{}", objects(GOOD_OBJECTS)),
+        )
+    );
+    let path = dir.write("all.yaml", &text);
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(
+        run.stdout
+            .contains("SecretProviderClass web-secrets: 3 object(s)"),
+        "{run}"
+    );
+    assert_eq!(row(&run.stdout, "db-pass")[1], "0400");
+}
+
+#[test]
+fn file_without_a_class_is_an_error() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n",
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.contains("holds no SecretProviderClass"), "{run}");
+    assert!(run.stderr.contains(path.to_str().unwrap()), "{run}");
+}
+
+#[test]
+fn other_providers_are_reported() {
+    let dir = Dir::new();
+    let text = spc(
+        "azure",
+        &format!("    region: us-east-1\n{}", objects(GOOD_OBJECTS)),
+    )
+    .replace("provider: aws", "provider: azure");
+    let path = dir.write("azure.yaml", &text);
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.contains("spec.provider is \"azure\""), "{run}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let dir = Dir::new();
+    let missing = dir.0.path().join("nope.yaml");
+    let run = validate(&missing, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("cannot read"), "{run}");
+    assert!(run.stderr.contains(missing.to_str().unwrap()), "{run}");
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    // A directory is not a manifest either.
+    let run = validate(dir.0.path(), &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.contains("cannot read"), "{run}");
+}
+
+#[test]
+fn file_that_is_not_yaml_is_a_clear_error() {
+    let dir = Dir::new();
+    let path = dir.write("junk.yaml", "kind: [unclosed\n  : : :\n");
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr.contains("not a Kubernetes YAML manifest"),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    let path = dir.write("bin.yaml", "\u{0}\u{1}\u{2}");
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(!run.stderr.contains("panicked"), "{run}");
+}
+
+#[test]
+fn objects_that_are_not_a_list_are_reported() {
+    let dir = Dir::new();
+    let path = dir.write(
+        "map.yaml",
+        &spc(
+            "m",
+            "    region: us-east-1\n    objects: |\n      objectName: db\n      objectType: secretsmanager\n",
+        ),
+    );
+    let run = validate(&path, &[]);
+    assert!(!run.ok(), "{run}");
+    assert!(
+        run.stderr
+            .contains("the objects parameter is not a YAML list of objects"),
+        "{run}"
+    );
+}
+
+#[test]
+fn validate_without_a_file_is_a_usage_error() {
+    let run = ascp(&["validate"]);
+    assert!(!run.ok(), "{run}");
+    assert!(run.stderr.to_lowercase().contains("usage"), "{run}");
+}
