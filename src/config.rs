@@ -76,6 +76,33 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_go_duration)]
     pub pod_identity_http_timeout: Option<Duration>,
 
+    /// The Pod Identity Agent's IPv4 endpoint.
+    #[arg(long, default_value = crate::identity::pod_identity::DEFAULT_IPV4_ENDPOINT)]
+    pub pod_identity_endpoint_ipv4: String,
+
+    /// The Pod Identity Agent's IPv6 endpoint.
+    #[arg(long, default_value = crate::identity::pod_identity::DEFAULT_IPV6_ENDPOINT)]
+    pub pod_identity_endpoint_ipv6: String,
+
+    /// Time allowed for retrying one Pod Identity Agent endpoint (timeouts,
+    /// 429 and 5xx answers are retried with jittered backoff within it).
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
+    pub pod_identity_retry_budget: Duration,
+
+    /// Where EKS Pod Identity credentials come from: the node's Pod Identity
+    /// Agent, or EKS Auth called by the provider with its own (node) credentials.
+    #[arg(long, value_enum, default_value_t = PodIdentityMode::Agent)]
+    pub pod_identity_mode: PodIdentityMode,
+
+    /// The EKS cluster's name, for --pod-identity-mode=eks-auth.
+    #[arg(long, required_if_eq("pod_identity_mode", "eks-auth"))]
+    pub cluster_name: Option<String>,
+
+    /// Credentials kept in the cache (one per pod, method and region); 0
+    /// disables the cache.
+    #[arg(long, default_value_t = crate::identity::cache::DEFAULT_CAPACITY)]
+    pub credential_cache_size: u64,
+
     /// Deadline of one mount (kubelet gives up after about two minutes).
     #[arg(long, default_value = "100s", value_parser = parse_go_duration)]
     pub mount_timeout: Duration,
@@ -101,6 +128,16 @@ pub struct ServeArgs {
     /// secretsmanager:BatchGetSecretValue on the pod's role).
     #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub batch_get_secret_value: bool,
+}
+
+/// Where EKS Pod Identity credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PodIdentityMode {
+    /// The node's EKS Pod Identity Agent (as ASCP).
+    Agent,
+    /// EKS Auth AssumeRoleForPodIdentity, signed with the provider's own
+    /// credentials; for clusters without the agent add-on.
+    EksAuth,
 }
 
 /// `ascp validate`.
@@ -277,5 +314,35 @@ mod tests {
         assert_eq!(cli.serve.burst, 10);
         assert!(Cli::try_parse_from(["ascp", "--driver-writes-secrets=maybe"]).is_err());
         assert!(Cli::try_parse_from(["ascp", "--pod-identity-http-timeout=soon"]).is_err());
+    }
+
+    #[test]
+    fn identity_flags_parse() {
+        let cli = Cli::try_parse_from(["ascp"]).unwrap();
+        assert_eq!(cli.serve.pod_identity_mode, PodIdentityMode::Agent);
+        assert_eq!(
+            cli.serve.pod_identity_endpoint_ipv4,
+            "http://169.254.170.23/v1/credentials"
+        );
+        assert_eq!(
+            cli.serve.pod_identity_endpoint_ipv6,
+            "http://[fd00:ec2::23]/v1/credentials"
+        );
+        assert_eq!(cli.serve.credential_cache_size, 10_000);
+        let cli = Cli::try_parse_from([
+            "ascp",
+            "--pod-identity-mode=eks-auth",
+            "--cluster-name=prod",
+            "--pod-identity-endpoint-ipv4=http://127.0.0.1:1/v1/credentials",
+            "--pod-identity-retry-budget=2s",
+            "--credential-cache-size=5",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.pod_identity_mode, PodIdentityMode::EksAuth);
+        assert_eq!(cli.serve.cluster_name.as_deref(), Some("prod"));
+        assert_eq!(cli.serve.pod_identity_retry_budget, Duration::from_secs(2));
+        assert_eq!(cli.serve.credential_cache_size, 5);
+        assert!(Cli::try_parse_from(["ascp", "--pod-identity-mode=eks-auth"]).is_err());
+        assert!(Cli::try_parse_from(["ascp", "--pod-identity-mode=imds"]).is_err());
     }
 }

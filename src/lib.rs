@@ -17,6 +17,10 @@
 //! - [`store`]: the contract every secret store implements (fetch a list of
 //!   objects in one region), and the [`store::Backend`] that hands a mount the
 //!   stores acting with the pod's identity.
+//! - [`identity`]: the pod's identity: the driver's service-account token
+//!   → IRSA (STS AssumeRoleWithWebIdentity) or EKS Pod Identity (agent or
+//!   EKS Auth), optional role chaining, a credential cache; the pod's region
+//!   from its node. Implements [`store::Backend`].
 //! - [`aws`]: the Secrets Manager and Parameter Store stores on the AWS SDK:
 //!   concurrent and batched reads, the rotation check, error classification.
 //! - [`jmes`]: extracts JSON keys with JMESPath, bounded in size and depth.
@@ -33,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod jmes;
 pub mod metrics;
 pub mod mount;

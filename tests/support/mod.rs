@@ -11,15 +11,24 @@
 //! - [`proxy`]: an HTTP proxy in front of moto that counts calls per region
 //!   and operation, injects errors, delays and hangs, and emulates
 //!   cross-account access, which moto cannot do on its own.
+//! - [`kube_api`], [`pod_identity_agent`], [`eks_auth`]: stub Kubernetes
+//!   API, EKS Pod Identity Agent and EKS Auth servers on loopback, on the
+//!   tiny HTTP server of [`stub_server`].
+//! - [`ascp_process`]: runs the real `ascp` binary and talks to it on its socket.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod ascp_process;
+pub mod eks_auth;
 pub mod http;
+pub mod kube_api;
 pub mod memory;
 pub mod moto;
+pub mod pod_identity_agent;
 pub mod proxy;
 pub mod seed;
+pub mod stub_server;
 
 pub use moto::{
     MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,
