@@ -909,3 +909,43 @@ async fn twenty_secrets_are_fetched_at_once() {
         "concurrent {concurrent:?}, sequential {sequential:?}"
     );
 }
+
+// ---------------------------------------------------------------- credentials
+
+/// Static credentials that count how often they are asked for.
+#[derive(Debug, Default)]
+struct CountingCredentials(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_credential_types::provider::ProvideCredentials for CountingCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+            support::test_credentials(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn both_stores_of_a_mount_share_one_resolved_identity() {
+    let w = World::new(options(false)).await;
+    support::create_secret_string(&w.sm, "t20/db", "v").await;
+    support::put_parameter(&w.ssm, "/t20/p", "v", ParameterType::String).await;
+    let counting = CountingCredentials::default();
+    let count = counting.0.clone();
+    let provider = SharedCredentialsProvider::new(counting);
+    let stores = w.factory.stores(REGION, provider, PRINCIPAL);
+    let (s, p) = futures::join!(
+        fetch_secrets(&stores, vec![item("t20/db"), item("t20/db")]),
+        fetch_parameters(&stores, vec![item("/t20/p")]),
+    );
+    assert_eq!(text(&s[0]).0, "v");
+    assert_eq!(text(&p[0]).0, "v");
+    let again = fetch_secrets(&stores, vec![item("t20/db")]).await;
+    assert_eq!(text(&again[0]).0, "v");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -8,9 +8,10 @@
 //! (DescribeSecret) and error classification ([`classify`]).
 //!
 //! It must never:
-//! - read the environment, files or the clock's wall time for configuration:
-//!   the caller passes a base [`SdkConfig`] (see [`load_base_config`]) and
-//!   [`FetchOptions`];
+//! - read the environment or files for configuration: the caller passes a
+//!   base [`SdkConfig`] and [`FetchOptions`]. The one exception is
+//!   [`load_base_config`], which `main` calls once to read the standard AWS
+//!   environment through `aws-config`;
 //! - log, format or keep a value: values go straight from the SDK's answer
 //!   into [`crate::secret::SecretBytes`]; log lines carry the object's name or
 //!   ARN, the region, the version and the length only;
@@ -31,6 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
@@ -114,13 +116,18 @@ impl StoreFactory {
     /// A factory over `base` (normally from [`load_base_config`]).
     ///
     /// Settings the base lacks are filled in: a shared HTTPS client, so that
-    /// every store reuses one connection pool, and this module's operation
-    /// and attempt timeouts. What the base sets (endpoints, FIPS, retries,
+    /// every store reuses one connection pool, a shared identity cache, and
+    /// this module's connect, operation and attempt timeouts. What the base sets (endpoints, FIPS, retries,
     /// app id, timeouts) is kept.
     pub fn new(base: &SdkConfig, options: FetchOptions) -> Self {
         let mut builder = base.to_builder();
         if base.http_client().is_none() {
             builder = builder.http_client(shared_https_client());
+        }
+        if base.identity_cache().is_none() {
+            // One cache for the process; it is partitioned per credentials
+            // provider and bounded, so per-mount providers cannot grow it.
+            builder = builder.identity_cache(IdentityCache::lazy().build());
         }
         let mut timeouts = base
             .timeout_config()
@@ -153,14 +160,19 @@ impl StoreFactory {
         principal: &str,
     ) -> Stores {
         let region = Region::new(region.to_owned());
-        let secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base)
+        // `set_credentials_provider` keeps the provider's identity-cache
+        // partition (`credentials_provider` would wrap it in a new one), so
+        // both clients share one cached identity through the base's cache.
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base);
+        secrets.set_credentials_provider(Some(credentials.clone()));
+        let secrets = secrets
             .region(region.clone())
-            .credentials_provider(credentials.clone())
             .interceptor(crate::metrics::AwsCallMetrics)
             .build();
-        let ssm = aws_sdk_ssm::config::Builder::from(&self.base)
+        let mut ssm = aws_sdk_ssm::config::Builder::from(&self.base);
+        ssm.set_credentials_provider(Some(credentials.clone()));
+        let ssm = ssm
             .region(region.clone())
-            .credentials_provider(credentials.clone())
             .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         let batching = self.batch.then(|| Batching {

@@ -204,10 +204,10 @@ impl ParameterStore {
                 .iter()
                 .position(|r| r.text == name)
                 .or_else(|| position(&parameter_key(strip_selector(&name))));
-            if let Some(at) = at {
-                if answers[at].is_none() {
-                    answers[at] = Some(Answer::Invalid);
-                }
+            if let Some(at) = at
+                && answers[at].is_none()
+            {
+                answers[at] = Some(Answer::Invalid);
             }
         }
 

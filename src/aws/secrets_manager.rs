@@ -303,13 +303,13 @@ impl SecretsManagerStore {
     /// Reads one object as ASCP does: the rotation check first when the
     /// object is mounted, then GetSecretValue unless still current.
     async fn fetch_one(&self, gate: &Gate, item: &FetchItem) -> ItemResult {
-        if let Some(current) = &item.current {
-            if self.still_current(gate, item, current).await? {
-                debug!(object = %item.name, region = %self.region, version = %current, "unchanged");
-                return Ok(Fetched::Unchanged {
-                    version: current.clone(),
-                });
-            }
+        if let Some(current) = &item.current
+            && self.still_current(gate, item, current).await?
+        {
+            debug!(object = %item.name, region = %self.region, version = %current, "unchanged");
+            return Ok(Fetched::Unchanged {
+                version: current.clone(),
+            });
         }
         let sent = {
             let _permit = gate.enter().await;
