@@ -602,6 +602,30 @@ async fn another_accounts_secret_is_fetched_by_its_arn() {
     );
     assert_eq!(sent.access_key_id.as_deref(), Some(TEST_ACCESS_KEY_ID));
     assert_eq!(sent.rewritten_to.as_deref(), Some(owner.access_key_id()));
+
+    // A shared (advanced-tier) parameter of that account, by ARN, next to an
+    // own parameter of the same name: matched back by ARN, not by name.
+    let owner_ssm = SsmClient::new(
+        &support::sdk_config_with_credentials(&moto().endpoint(), REGION, owner.clone()).await,
+    );
+    support::put_parameter(
+        &owner_ssm,
+        "/t13/shared",
+        "their-param",
+        ParameterType::String,
+    )
+    .await;
+    support::put_parameter(&w.ssm, "/t13/shared", "our-param", ParameterType::String).await;
+    let arn = format!("arn:aws:ssm:{REGION}:{OTHER}:parameter/t13/shared");
+    let r = fetch_parameters(&w.stores(), vec![item(&arn), item("/t13/shared")]).await;
+    assert_eq!(text(&r[0]), ("their-param".into(), "1".into()));
+    assert_eq!(text(&r[1]), ("our-param".into(), "1".into()));
+    let sent = w.proxy.requests("GetParameters");
+    let by_arn = sent
+        .iter()
+        .find(|r| r.body.contains(&arn))
+        .expect("a GetParameters call naming the ARN");
+    assert_eq!(by_arn.rewritten_to.as_deref(), Some(owner.access_key_id()));
 }
 
 // ---------------------------------------------------------------- call counts
