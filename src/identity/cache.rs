@@ -57,6 +57,18 @@ pub enum Method {
     AssumeRole,
 }
 
+impl Method {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Irsa => "irsa",
+            Method::Agent => "pod_identity_agent",
+            Method::EksAuth => "eks_auth",
+            Method::AssumeRole => "assume_role",
+        }
+    }
+}
+
 /// What identifies one set of credentials.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -164,7 +176,25 @@ impl CredentialCache {
     where
         F: Future<Output = Result<Resolved, Error>>,
     {
-        self.cache.try_get_with(key, load).await.map_err(unshare)
+        // Whether this caller ran the load tells a miss from a hit; callers
+        // that waited on another's load count as hits.
+        let method = key.method.label();
+        let loaded = std::sync::atomic::AtomicBool::new(false);
+        let result = self
+            .cache
+            .try_get_with(key, async {
+                loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+                load.await
+            })
+            .await
+            .map_err(unshare);
+        let event = match (&result, loaded.load(std::sync::atomic::Ordering::Relaxed)) {
+            (Err(_), _) => "load_error",
+            (Ok(_), true) => "miss",
+            (Ok(_), false) => "hit",
+        };
+        crate::metrics::global().cache_event(method, event);
+        result
     }
 
     /// Entries held now (approximate: expired entries leave lazily).

@@ -73,6 +73,7 @@ impl EksAuth {
         };
         let config = aws_sdk_eksauth::config::Builder::from(&*self.base)
             .region(Region::new(region.to_owned()))
+            .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         let out = aws_sdk_eksauth::Client::from_conf(config)
             .assume_role_for_pod_identity()

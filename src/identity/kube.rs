@@ -166,7 +166,7 @@ impl KubeLookups {
     ) -> Result<Option<String>, Error> {
         let what = format!("service account {name} in namespace {namespace}");
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let sa = self.call(&what, api.get(name)).await?;
+        let sa = self.call("serviceaccounts", &what, api.get(name)).await?;
         tracing::debug!(namespace, service_account = name, "read service account");
         Ok(sa
             .metadata
@@ -199,7 +199,7 @@ impl KubeLookups {
     async fn fetch_node_name(&self, namespace: &str, pod: &str) -> Result<String, Error> {
         let what = format!("pod {pod} in namespace {namespace} (to find its node's region)");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let found = self.call(&what, api.get(pod)).await?;
+        let found = self.call("pods", &what, api.get(pod)).await?;
         match found
             .spec
             .and_then(|s| s.node_name)
@@ -215,7 +215,7 @@ impl KubeLookups {
     async fn fetch_node_region(&self, node: &str) -> Result<Option<String>, Error> {
         let what = format!("node {node} (to read its region label)");
         let api: Api<Node> = Api::all(self.client.clone());
-        let found = self.call(&what, api.get(node)).await?;
+        let found = self.call("nodes", &what, api.get(node)).await?;
         tracing::debug!(node, "read node");
         Ok(found
             .metadata
@@ -226,11 +226,19 @@ impl KubeLookups {
     /// One rate-limited, bounded API call about `what`.
     async fn call<T>(
         &self,
+        resource: &'static str,
         what: &str,
         call: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, Error> {
         self.limiter.acquire().await;
-        match tokio::time::timeout(self.call_timeout, call).await {
+        let answer = tokio::time::timeout(self.call_timeout, call).await;
+        let outcome = match &answer {
+            Ok(Ok(_)) => "success",
+            Ok(Err(kube::Error::Api(status))) if status.code == 404 => "not_found",
+            _ => "error",
+        };
+        crate::metrics::global().kube_call(resource, outcome);
+        match answer {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(api_error(what, &e)),
             Err(_) => Err(Error::Identity {

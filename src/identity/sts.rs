@@ -43,8 +43,9 @@ impl Sts {
         region: &str,
         credentials: Option<SharedCredentialsProvider>,
     ) -> aws_sdk_sts::Client {
-        let mut builder =
-            aws_sdk_sts::config::Builder::from(&self.base).region(Region::new(region.to_owned()));
+        let mut builder = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_owned()))
+            .interceptor(crate::metrics::AwsCallMetrics);
         if let Some(credentials) = credentials {
             builder = builder.credentials_provider(credentials);
         }
