@@ -89,10 +89,13 @@ impl Store for MemStore {
     }
 }
 
+/// A region's Secrets Manager and Parameter Store.
+pub type RegionStores = (Arc<MemStore>, Arc<MemStore>);
+
 /// One secrets store and one parameter store per region.
 #[derive(Default)]
 pub struct MemBackend {
-    pub regions: Mutex<HashMap<String, (Arc<MemStore>, Arc<MemStore>)>>,
+    pub regions: Mutex<HashMap<String, RegionStores>>,
     pub node_region: Option<String>,
 }
 
