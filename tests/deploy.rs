@@ -104,6 +104,39 @@ struct SecretProviderClass {
     spec: SpcSpec,
 }
 
+/// The fields of a Prometheus Operator ServiceMonitor
+/// (`monitoring.coreos.com/v1`) that the chart sets.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitor {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: ServiceMonitorSpec,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorSpec {
+    selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    namespace_selector: NamespaceSelector,
+    endpoints: Vec<MonitorEndpoint>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NamespaceSelector {
+    match_names: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MonitorEndpoint {
+    port: String,
+    path: String,
+    interval: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SpcSpec {
@@ -206,6 +239,9 @@ fn typed(doc: &J, origin: &str) -> (String, String, J) {
         ("storage.k8s.io/v1", "CSIDriver") => round_trip::<storage::v1::CSIDriver>(doc, origin).1,
         ("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass") => {
             round_trip::<SecretProviderClass>(doc, origin).1
+        }
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => {
+            round_trip::<ServiceMonitor>(doc, origin).1
         }
         _ => panic!("{origin}: no typed check for apiVersion {api:?} kind {kind:?}"),
     };
@@ -1047,6 +1083,29 @@ fn every_addition_renders_and_the_binary_accepts_the_flags() {
     assert_eq!(
         one(&objects, "ClusterRole")["metadata"]["name"],
         "secrets-provider-cluster-role"
+    );
+    // The optional ServiceMonitor scrapes the provider pods' metrics port
+    // through a headless Service selecting exactly the DaemonSet's pods.
+    let service = one(&objects, "Service");
+    assert_eq!(service["spec"]["clusterIP"], "None");
+    assert_eq!(
+        service["spec"]["selector"],
+        ds["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 9090);
+    let monitor = one(&objects, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    // A ServiceMonitor selects Services by their labels.
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(&service["metadata"]["labels"][key], value, "label {key}");
+    }
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{"port": "metrics", "path": "/metrics", "interval": "15s"}])
     );
 
     let c = daemonset_container(&objects);
