@@ -3,7 +3,8 @@
 //! store and the real AWS SDK, against a local endpoint that takes 50 ms per
 //! call like a distant region.
 //!
-//! Run: `cargo run --release --example fetch_bench [-- ITERATIONS]`
+//! Run: `cargo run --release --example fetch_bench [-- ITERATIONS [LATENCY_MS]]`
+//! (LATENCY_MS defaults to 50; 0 shows the provider's own cost per mount).
 //!
 //! The endpoint is a tiny fake of Secrets Manager's GetSecretValue on
 //! 127.0.0.1 (moto is far too slow to measure latency against); it is the
@@ -24,7 +25,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 const SECRETS: usize = 20;
-const LATENCY: Duration = Duration::from_millis(50);
+/// Added latency per call, in milliseconds (second argument, default 50).
+static LATENCY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(50);
+
+fn latency() -> Duration {
+    Duration::from_millis(LATENCY_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 const REGION: &str = "us-east-1";
 
 #[tokio::main]
@@ -33,6 +39,9 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10);
+    if let Some(ms) = std::env::args().nth(2).and_then(|a| a.parse().ok()) {
+        LATENCY_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
     let endpoint = start_fake_secrets_manager().await;
 
     let base = aws_config::defaults(BehaviorVersion::latest())
@@ -59,7 +68,7 @@ async fn main() {
 
     println!(
         "{SECRETS} secrets, {} ms per AWS call, {iterations} iterations (after one warm-up)",
-        LATENCY.as_millis()
+        latency().as_millis()
     );
     report("concurrent (default limits)", &concurrent_times);
     report("sequential (1 at a time, as ASCP)", &sequential_times);
@@ -124,7 +133,7 @@ fn report(what: &str, times: &[Duration]) {
 }
 
 /// Serves GetSecretValue on a free loopback port, each answer after
-/// [`LATENCY`], and returns `http://127.0.0.1:PORT`.
+/// [`latency`], and returns `http://127.0.0.1:PORT`.
 async fn start_fake_secrets_manager() -> String {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -158,7 +167,7 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    tokio::time::sleep(LATENCY).await;
+    tokio::time::sleep(latency()).await;
 
     let id = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
