@@ -28,6 +28,10 @@
 //!   without ever following a symlink, or hands them to the driver.
 //! - [`error`]: the one error type and its mapping to gRPC status codes.
 //! - [`secret`]: redacting newtypes for secret values and tokens.
+//! - [`metrics`]: the Prometheus registry, low-cardinality labels only, and
+//!   the interceptor that counts every AWS call.
+//! - [`health`]: `/metrics`, `/healthz` (the socket answers a gRPC health
+//!   check) and `/readyz` over HTTP.
 //! - [`config`]: the command line, checked before the runtime starts.
 //! - [`cli`]: the operator's tools `ascp validate` and `ascp mount`.
 //! - [`signals`]: the shutdown future.
