@@ -82,12 +82,7 @@ pub fn extract(value: &SecretBytes, expr: &str) -> Result<SecretBytes, String> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
+    crate::text::first_line(s, 300)
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 //! - [`config`]: the command line, checked before the runtime starts.
 //! - [`cli`]: the operator's tools `ascp validate` and `ascp mount`.
 //! - [`signals`]: the shutdown future.
+//! - [`text`]: bounding text before it reaches a message.
 
 pub mod aws;
 pub mod cli;
@@ -51,6 +52,7 @@ pub mod server;
 pub mod signals;
 pub mod spc;
 pub mod store;
+pub mod text;
 
 /// The generated protobuf and gRPC types of the driver's provider API.
 pub mod proto {

@@ -38,7 +38,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::store::Stores;
+use crate::store::{Fetched, StoreError, Stores};
 
 pub use limits::FetchOptions;
 use limits::Limits;
@@ -255,6 +255,30 @@ impl BatchDenials {
         // principals denied within one ttl.
         until.retain(|_, t| *t > now);
         until.insert(principal.to_owned(), now + self.ttl);
+    }
+}
+
+/// Logs the facts of one fetch (object, region, version, length, error
+/// code), never the value.
+fn log_result(what: &str, region: &str, object: &str, result: &Result<Fetched, StoreError>) {
+    match result {
+        Ok(fetched) => tracing::debug!(
+            object,
+            region,
+            version = fetched.version(),
+            bytes = match fetched {
+                Fetched::Value { contents, .. } => contents.len(),
+                Fetched::Unchanged { .. } => 0,
+            },
+            "fetched {what}"
+        ),
+        Err(error) => tracing::debug!(
+            object,
+            region,
+            code = error.code.as_deref().unwrap_or(""),
+            kind = ?error.kind,
+            "{what} fetch failed"
+        ),
     }
 }
 

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 
 use aws_sdk_ssm::Client;
 use futures::future::{BoxFuture, join_all};
-use tracing::debug;
 
 use super::classify::sdk_error;
 use super::limits::{Gate, Limits};
@@ -130,7 +129,7 @@ impl ParameterStore {
                     "GetParameters: the parameter was not asked for",
                 )),
             };
-            self.log_result(&request.text, &result);
+            super::log_result("parameter", &self.region, &request.text, &result);
             for &i in &request.items {
                 results[i] = Some(result.clone());
             }
@@ -223,28 +222,6 @@ impl ParameterStore {
                 })
             })
             .collect()
-    }
-
-    fn log_result(&self, object: &str, result: &ItemResult) {
-        match result {
-            Ok(fetched) => debug!(
-                object,
-                region = %self.region,
-                version = fetched.version(),
-                bytes = match fetched {
-                    Fetched::Value { contents, .. } => contents.len(),
-                    Fetched::Unchanged { .. } => 0,
-                },
-                "fetched parameter"
-            ),
-            Err(error) => debug!(
-                object,
-                region = %self.region,
-                code = error.code.as_deref().unwrap_or(""),
-                kind = ?error.kind,
-                "parameter fetch failed"
-            ),
-        }
     }
 }
 

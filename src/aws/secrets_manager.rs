@@ -272,7 +272,7 @@ impl SecretsManagerStore {
                     entry.version_id,
                 );
                 for id in matched {
-                    self.log_result(id, &result);
+                    super::log_result("secret", &self.region, id, &result);
                     answers.insert(id.to_owned(), result.clone());
                 }
             }
@@ -330,7 +330,7 @@ impl SecretsManagerStore {
             ),
             Err(e) => Err(sdk_error("GetSecretValue", &e)),
         };
-        self.log_result(&item.name, &result);
+        super::log_result("secret", &self.region, &item.name, &result);
         result
     }
 
@@ -360,28 +360,6 @@ impl SecretsManagerStore {
             .version_ids_to_stages()
             .and_then(|stages| stages.get(current))
             .is_some_and(|stages| stages.iter().any(|s| s == stage)))
-    }
-
-    fn log_result(&self, object: &str, result: &ItemResult) {
-        match result {
-            Ok(fetched) => debug!(
-                object,
-                region = %self.region,
-                version = fetched.version(),
-                bytes = match fetched {
-                    Fetched::Value { contents, .. } => contents.len(),
-                    Fetched::Unchanged { .. } => 0,
-                },
-                "fetched secret"
-            ),
-            Err(error) => debug!(
-                object,
-                region = %self.region,
-                code = error.code.as_deref().unwrap_or(""),
-                kind = ?error.kind,
-                "secret fetch failed"
-            ),
-        }
     }
 }
 

@@ -76,10 +76,5 @@ pub fn read_spc(path: &Path) -> Result<SpcManifest, String> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
+    crate::text::first_line(s, 300)
 }

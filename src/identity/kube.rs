@@ -320,16 +320,9 @@ fn shared_error(e: &Arc<Error>) -> Error {
     }
 }
 
-/// `text` cut to [`MAX_MESSAGE`] bytes on a character boundary.
+/// `text` cut to [`MAX_MESSAGE`] bytes.
 fn bounded(text: &str) -> String {
-    if text.len() <= MAX_MESSAGE {
-        return text.to_owned();
-    }
-    let mut cut = MAX_MESSAGE;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
+    crate::text::truncate(text, MAX_MESSAGE)
 }
 
 #[cfg(test)]

@@ -467,7 +467,7 @@ fn error_text(body: &[u8], token: &Token) -> String {
     if !secret.is_empty() {
         text = text.replace(secret, "<redacted>");
     }
-    let mut text: String = text
+    let text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -475,16 +475,7 @@ fn error_text(body: &[u8], token: &Token) -> String {
     if trimmed.is_empty() {
         return "(empty answer)".into();
     }
-    text = trimmed.to_owned();
-    if text.len() > MAX_ERROR_BODY {
-        let mut cut = MAX_ERROR_BODY;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
+    crate::text::truncate(trimmed, MAX_ERROR_BODY)
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

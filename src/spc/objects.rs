@@ -829,14 +829,5 @@ fn check_duplicates(specs: &[ObjectSpec], errors: &mut Vec<String>) {
 
 /// Names in messages are cut to a readable length.
 fn shorten(s: &str) -> String {
-    const MAX: usize = 200;
-    if s.len() <= MAX {
-        s.to_owned()
-    } else {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
-    }
+    crate::text::truncate(s, 200)
 }
