@@ -35,6 +35,7 @@
 //! - [`config`]: the command line, checked before the runtime starts.
 //! - [`cli`]: the operator's tools `ascp validate` and `ascp mount`.
 //! - [`signals`]: the shutdown future.
+//! - [`telemetry`]: logging set-up and the panic hook.
 //! - [`text`]: bounding text before it reaches a message.
 
 pub mod aws;
@@ -52,6 +53,7 @@ pub mod server;
 pub mod signals;
 pub mod spc;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 
 /// The generated protobuf and gRPC types of the driver's provider API.

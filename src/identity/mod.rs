@@ -31,6 +31,7 @@ pub mod cache;
 pub mod eks_auth;
 pub mod kube;
 pub mod pod_identity;
+pub mod setup;
 pub mod sts;
 pub mod tokens;
 
