@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ascp::proto::{MountRequest, MountResponse};
 use aws_sdk_ssm::types::ParameterType;
@@ -901,4 +902,50 @@ async fn faults_give_clear_codes_write_nothing_and_the_server_keeps_serving() {
         !log.contains("DISTINCTIVE-TOKEN"),
         "a token leaked into the log"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_mount_finish_then_removes_the_socket() {
+    let world = World::start().await;
+    create_secret_string(&world.sm(REGION).await, "web/slow", "slow-value").await;
+    let ascp = world.ascp(&["--shutdown-grace=10s"], "info").await;
+    // Every secret read takes 1.5 s, so the mount is in flight at SIGTERM.
+    world.proxy.add_rule(
+        Rule::new()
+            .operation("GetSecretValue")
+            .delay(Duration::from_millis(1500)),
+    );
+    let objects = "- objectName: web/slow\n  objectType: secretsmanager\n";
+    let params = [("region", REGION), ("objects", objects)];
+    let token = tokens(Some(IRSA_TOKEN), None);
+    let dir = target(&ascp, "slow");
+    let mut client = ascp.client().await;
+    let request = request(&dir, SA, &params, Some(&token));
+    let in_flight = tokio::spawn(async move { client.mount(request).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    ascp.terminate();
+
+    let answer = in_flight
+        .await
+        .expect("the mount task")
+        .expect("the in-flight mount succeeds");
+    assert!(
+        answer
+            .into_inner()
+            .object_version
+            .iter()
+            .any(|v| v.id == "web_slow")
+    );
+    assert_eq!(read(&dir, "web_slow"), "slow-value");
+    let status = ascp
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("ascp did not exit after SIGTERM; its log:\n{}", ascp.log()));
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        ascp.log()
+    );
+    assert!(!ascp.socket().exists(), "the socket is removed at exit");
+    assert!(ascp.log().contains("shutting down"), "{}", ascp.log());
 }

@@ -128,6 +128,28 @@ impl AscpProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends SIGTERM, as kubelet does when it stops the pod.
+    pub fn terminate(&self) {
+        let pid = self.lock().id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits at most `timeout` for the process to exit; its status if it did.
+    pub async fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.lock().try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        None
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&self) -> bool {
         matches!(self.lock().try_wait(), Ok(None))
