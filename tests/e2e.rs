@@ -949,3 +949,134 @@ async fn sigterm_lets_the_in_flight_mount_finish_then_removes_the_socket() {
     assert!(!ascp.socket().exists(), "the socket is removed at exit");
     assert!(ascp.log().contains("shutting down"), "{}", ascp.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_slashes_jmespath_on_parameters_and_failover_against_moto() {
+    let world = World::start().await;
+    let east = world.sm(REGION).await;
+    let west = world.sm("us-west-2").await;
+    create_secret_string(&east, "app/db/pass", "east-pass").await;
+    create_secret_string(&west, "app/db/pass", "west-pass").await;
+    create_secret_string(&west, "app/db/pass-replica", "replica-pass").await;
+    put_parameter(
+        &world.ssm(REGION).await,
+        "/app/cfg",
+        r#"{"endpoint":"db.internal","port":"5432"}"#,
+        ParameterType::String,
+    )
+    .await;
+    let ascp = world.ascp(&[], "info").await;
+    let token = tokens(Some(IRSA_TOKEN), None);
+    let objects = r#"
+- objectName: app/db/pass
+  objectType: secretsmanager
+- objectName: /app/cfg
+  objectType: ssmparameter
+  jmesPath:
+    - path: endpoint
+      objectAlias: cfg/endpoint
+"#;
+
+    // Each pathTranslation setting, against the real stores.
+    for (translation, want) in [
+        ("", ["app_db_pass", "_app_cfg", "cfg_endpoint"]),
+        ("-", ["app-db-pass", "-app-cfg", "cfg-endpoint"]),
+        ("False", ["app/db/pass", "app/cfg", "cfg/endpoint"]),
+    ] {
+        let mut params = vec![("region", REGION), ("objects", objects)];
+        if !translation.is_empty() {
+            params.push(("pathTranslation", translation));
+        }
+        let dir = target(&ascp, &format!("translation{translation}"));
+        let response = expect_ok(
+            ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+            &ascp,
+        );
+        assert_eq!(read(&dir, want[0]), "east-pass", "{translation:?}");
+        assert_eq!(
+            read(&dir, want[1]),
+            r#"{"endpoint":"db.internal","port":"5432"}"#
+        );
+        assert_eq!(
+            read(&dir, want[2]),
+            "db.internal",
+            "jmesPath on an SSM JSON value"
+        );
+        assert_eq!(version_of(&response, want[2]), "1");
+    }
+
+    // Failover: a 5xx in the primary gives the failover region's value; the
+    // failoverObject names another secret there.
+    let failover_objects = r#"
+- objectName: app/db/pass
+  objectType: secretsmanager
+  objectAlias: pass
+  failoverObject:
+    objectName: app/db/pass-replica
+"#;
+    let params = [
+        ("region", REGION),
+        ("failoverRegion", "us-west-2"),
+        ("objects", failover_objects),
+    ];
+    let dir = target(&ascp, "failover-healthy");
+    expect_ok(
+        ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+        &ascp,
+    );
+    assert_eq!(
+        read(&dir, "pass"),
+        "east-pass",
+        "the primary wins when both answer"
+    );
+    let replica = world.proxy.requests("GetSecretValue");
+    assert!(
+        replica
+            .iter()
+            .any(|r| r.region == "us-west-2" && r.body.contains("app/db/pass-replica")),
+        "the failover region is asked for the failoverObject's name"
+    );
+
+    let outage = world.proxy.add_rule(
+        Rule::new()
+            .region(REGION)
+            .operation("GetSecretValue")
+            .respond(500, "InternalServiceError"),
+    );
+    let dir = target(&ascp, "failover-outage");
+    expect_ok(
+        ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+        &ascp,
+    );
+    assert_eq!(read(&dir, "pass"), "replica-pass");
+    assert!(world.proxy.fired(outage) > 0);
+
+    // A client error (4xx) in either region fails the mount.
+    world.proxy.clear_rules();
+    world.proxy.add_rule(
+        Rule::new()
+            .region("us-west-2")
+            .operation("GetSecretValue")
+            .respond(400, "AccessDeniedException"),
+    );
+    let dir = target(&ascp, "failover-denied");
+    expect_err(
+        ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+        Code::PermissionDenied,
+        &["app/db/pass-replica", "us-west-2", "AccessDeniedException"],
+    );
+    assert!(files(&dir).is_empty(), "nothing written");
+    world.proxy.clear_rules();
+    world.proxy.add_rule(
+        Rule::new()
+            .region(REGION)
+            .operation("GetSecretValue")
+            .respond(400, "AccessDeniedException"),
+    );
+    expect_err(
+        ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+        Code::PermissionDenied,
+        &["app/db/pass", REGION],
+    );
+    assert!(files(&dir).is_empty(), "nothing written");
+}
