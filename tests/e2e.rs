@@ -351,6 +351,26 @@ async fn irsa_mounts_as_the_service_account_role_caches_credentials_and_never_lo
     for secret in ["DISTINCTIVE-TOKEN", "node-role-secret", "pw-1"] {
         assert!(!log.contains(secret), "{secret} leaked into the log");
     }
+    // Nor do the STS-issued session credentials the provider signs with: the
+    // session token travels in each signed request's x-amz-security-token.
+    let session_tokens: Vec<String> = world
+        .proxy
+        .requests("GetSecretValue")
+        .iter()
+        .flat_map(|r| r.headers.iter())
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, value)| value.clone())
+        .collect();
+    assert!(
+        !session_tokens.is_empty(),
+        "requests were signed with session credentials"
+    );
+    for token in &session_tokens {
+        assert!(
+            token.len() > 16 && !log.contains(token.as_str()),
+            "a session token leaked into the log"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
