@@ -60,6 +60,46 @@ pub mod text;
 pub mod proto {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]
     tonic::include_proto!("v1alpha1");
+
+    // Hand-written so that no Debug of a request or response can show the
+    // tokens in `attributes` or the secret values in file contents.
+    impl std::fmt::Debug for MountRequest {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("MountRequest")
+                .field(
+                    "attributes",
+                    &format_args!("<{} bytes>", self.attributes.len()),
+                )
+                .field("secrets", &format_args!("<{} bytes>", self.secrets.len()))
+                .field("target_path", &self.target_path)
+                .field("permission", &self.permission)
+                .field("current_object_version", &self.current_object_version)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for MountResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("MountResponse")
+                .field("object_version", &self.object_version)
+                .field("error", &self.error)
+                .field("files", &self.files)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for File {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("File")
+                .field("path", &self.path)
+                .field("mode", &format_args!("{:o}", self.mode))
+                .field(
+                    "contents",
+                    &format_args!("<redacted {} bytes>", self.contents.len()),
+                )
+                .finish()
+        }
+    }
 }
 
 /// The program name reported to the driver and used in the AWS user agent.
@@ -67,3 +107,31 @@ pub const PROGRAM: &str = "secrets-store-csi-driver-provider-aws-rs";
 
 /// This build's semantic version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod tests {
+    use super::proto::{File, MountRequest, MountResponse};
+
+    #[test]
+    fn wire_types_never_debug_tokens_or_contents() {
+        let request = MountRequest {
+            attributes: r#"{"csi.storage.k8s.io/serviceAccount.tokens":"tok-SECRET"}"#.into(),
+            target_path: "/var/lib/kubelet/pods/x".into(),
+            ..Default::default()
+        };
+        let response = MountResponse {
+            files: vec![File {
+                path: "db".into(),
+                mode: 0o400,
+                contents: b"value-SECRET".to_vec(),
+            }],
+            ..Default::default()
+        };
+        let shown = format!("{request:?} {response:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("/var/lib/kubelet/pods/x") && shown.contains("\"db\""),
+            "{shown}"
+        );
+    }
+}
