@@ -258,6 +258,23 @@ impl BatchDenials {
     }
 }
 
+/// One result per item: an item no path answered (a bug) fails as
+/// internal rather than vanishing.
+fn settle(results: Vec<Option<Result<Fetched, StoreError>>>) -> Vec<Result<Fetched, StoreError>> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(StoreError::new(
+                    crate::store::FailureKind::Internal,
+                    None,
+                    "the object was neither fetched nor failed",
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Logs the facts of one fetch (object, region, version, length, error
 /// code), never the value.
 fn log_result(what: &str, region: &str, object: &str, result: &Result<Fetched, StoreError>) {

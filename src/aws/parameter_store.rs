@@ -134,18 +134,7 @@ impl ParameterStore {
                 results[i] = Some(result.clone());
             }
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(StoreError::new(
-                        FailureKind::Internal,
-                        None,
-                        "parameter was neither fetched nor failed",
-                    ))
-                })
-            })
-            .collect()
+        super::settle(results)
     }
 
     /// One GetParameters call for `batch` (at most 10 requests, no two for

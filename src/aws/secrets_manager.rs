@@ -118,18 +118,7 @@ impl SecretsManagerStore {
             results[i] = Some(result);
         }
 
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(StoreError::new(
-                        FailureKind::Internal,
-                        None,
-                        "object was neither fetched nor failed",
-                    ))
-                })
-            })
-            .collect()
+        super::settle(results)
     }
 
     /// Indices (ascending) of the items to read with BatchGetSecretValue:

@@ -76,14 +76,8 @@ impl Sts {
             .send()
             .await
             .map_err(|e| sts_error("AssumeRoleWithWebIdentity", &e, what()))?;
-        let credentials = out.credentials.ok_or_else(|| Error::Identity {
-            what: format!("{}: STS answered without credentials", what()),
-            kind: FailureKind::Internal,
-            precondition: false,
-            source: None,
-        })?;
         tracing::debug!(role = role_arn, region, "assumed role with web identity");
-        Ok(convert(credentials, "ascp-irsa"))
+        answered(out.credentials, what, "ascp-irsa")
     }
 
     /// Role chaining: assumes `role_arn` (with `external_id`) in `region`
@@ -111,15 +105,24 @@ impl Sts {
             .send()
             .await
             .map_err(|e| sts_error("AssumeRole", &e, what()))?;
-        let credentials = out.credentials.ok_or_else(|| Error::Identity {
-            what: format!("{}: STS answered without credentials", what()),
-            kind: FailureKind::Internal,
-            precondition: false,
-            source: None,
-        })?;
         tracing::debug!(role = role_arn, region, "assumed chained role");
-        Ok(convert(credentials, "ascp-assume-role"))
+        answered(out.credentials, what, "ascp-assume-role")
     }
+}
+
+/// The credentials of an STS answer, which must carry some.
+fn answered(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    what: impl Fn() -> String,
+    provider: &'static str,
+) -> Result<Credentials, Error> {
+    let credentials = credentials.ok_or_else(|| Error::Identity {
+        what: format!("{}: STS answered without credentials", what()),
+        kind: FailureKind::Internal,
+        precondition: false,
+        source: None,
+    })?;
+    Ok(convert(credentials, provider))
 }
 
 /// SDK credentials from STS's answer.
