@@ -19,6 +19,12 @@ pub const MAX_EXPRESSION_DEPTH: usize = 32;
 
 /// Checks that an expression is within bounds and compiles.
 pub fn check_expression(expr: &str) -> Result<(), String> {
+    check_bounds(expr)?;
+    compile(expr).map(|_| ())
+}
+
+/// Size and nesting limits, checked before the recursive parser runs.
+fn check_bounds(expr: &str) -> Result<(), String> {
     if expr.len() > MAX_EXPRESSION_BYTES {
         return Err(format!("longer than {MAX_EXPRESSION_BYTES} bytes"));
     }
@@ -39,7 +45,11 @@ pub fn check_expression(expr: &str) -> Result<(), String> {
     if max > MAX_EXPRESSION_DEPTH {
         return Err(format!("nested deeper than {MAX_EXPRESSION_DEPTH} levels"));
     }
-    jmespath::compile(expr).map(|_| ()).map_err(|e| {
+    Ok(())
+}
+
+fn compile(expr: &str) -> Result<jmespath::Expression<'static>, String> {
+    jmespath::compile(expr).map_err(|e| {
         format!(
             "not a valid JMESPath expression: {}",
             first_line(&e.to_string())
@@ -49,7 +59,7 @@ pub fn check_expression(expr: &str) -> Result<(), String> {
 
 /// Evaluates `expr` on a JSON value and returns the string it selects.
 pub fn extract(value: &SecretBytes, expr: &str) -> Result<SecretBytes, String> {
-    check_expression(expr)?;
+    check_bounds(expr)?;
     let text = std::str::from_utf8(value.expose())
         .map_err(|_| "the object's value is not UTF-8 text, so not JSON".to_string())?;
     // Parse with serde_json first: its error carries no part of the value,
@@ -61,12 +71,7 @@ pub fn extract(value: &SecretBytes, expr: &str) -> Result<SecretBytes, String> {
             e.column()
         )
     })?;
-    let compiled = jmespath::compile(expr).map_err(|e| {
-        format!(
-            "not a valid JMESPath expression: {}",
-            first_line(&e.to_string())
-        )
-    })?;
+    let compiled = compile(expr)?;
     let data = jmespath::Variable::from_serializable(&json)
         .map_err(|_| "the object's value cannot be queried".to_string())?;
     let result = compiled
