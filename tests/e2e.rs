@@ -1100,3 +1100,89 @@ async fn names_with_slashes_jmespath_on_parameters_and_failover_against_moto() {
     );
     assert!(files(&dir).is_empty(), "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost() {
+    let world = World::start().await;
+    let sm = world.sm(REGION).await;
+    let ssm = world.ssm(REGION).await;
+    let mut objects = String::new();
+    for i in 0..40 {
+        create_secret_string(&sm, &format!("bulk/s{i:02}"), &format!("secret-{i}")).await;
+        objects.push_str(&format!(
+            "- {{objectName: bulk/s{i:02}, objectType: secretsmanager}}\n"
+        ));
+    }
+    for i in 0..25 {
+        put_parameter(
+            &ssm,
+            &format!("/bulk/p{i:02}"),
+            &format!("param-{i}"),
+            ParameterType::String,
+        )
+        .await;
+        objects.push_str(&format!(
+            "- {{objectName: /bulk/p{i:02}, objectType: ssmparameter}}\n"
+        ));
+    }
+    let params = [("region", REGION), ("objects", objects.as_str())];
+    let token = tokens(Some(IRSA_TOKEN), None);
+
+    for (flags, first, remount) in [
+        (
+            vec![],
+            [
+                ("GetSecretValue", 40),
+                ("GetParameters", 3),
+                ("DescribeSecret", 0),
+            ],
+            [
+                ("GetSecretValue", 0),
+                ("GetParameters", 3),
+                ("DescribeSecret", 40),
+            ],
+        ),
+        (
+            vec!["--batch-get-secret-value=true"],
+            [
+                ("BatchGetSecretValue", 2),
+                ("GetParameters", 3),
+                ("GetSecretValue", 0),
+            ],
+            [
+                ("BatchGetSecretValue", 2),
+                ("GetParameters", 3),
+                ("DescribeSecret", 0),
+            ],
+        ),
+    ] {
+        let ascp = world.ascp(&flags, "info").await;
+        world.proxy.reset_counts();
+        let dir = target(&ascp, "bulk");
+        let response = expect_ok(
+            ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+            &ascp,
+        );
+        for (op, n) in first {
+            assert_eq!(world.proxy.calls(op), n, "{flags:?} first mount: {op}");
+        }
+        assert_eq!(files(&dir).len(), 65);
+        assert_eq!(read(&dir, "bulk_s07"), "secret-7");
+        assert_eq!(read(&dir, "_bulk_p24"), "param-24");
+
+        // The driver's rotation remount, carrying what is mounted now.
+        world.proxy.reset_counts();
+        let mut again = request(&dir, SA, &params, Some(&token));
+        again.current_object_version = response.object_version.clone();
+        let second = expect_ok(ascp.mount(again).await, &ascp);
+        for (op, n) in remount {
+            assert_eq!(world.proxy.calls(op), n, "{flags:?} remount: {op}");
+        }
+        assert_eq!(second.object_version, response.object_version);
+        assert_eq!(
+            read(&dir, "bulk_s39"),
+            "secret-39",
+            "unchanged contents reused"
+        );
+    }
+}
