@@ -111,12 +111,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "20s", value_parser = parse_go_duration)]
     pub shutdown_grace: Duration,
 
-    /// Objects fetched at once within one mount.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// AWS calls in flight at once for one mount in one region (both stores).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent_fetches_per_mount: u32,
 
-    /// Objects fetched at once by the whole process.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// AWS calls in flight at once in the whole process.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_concurrent_fetches: u32,
 
     /// Address of the HTTP endpoints /metrics, /healthz and /readyz; empty

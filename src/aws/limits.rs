@@ -1,5 +1,6 @@
-//! How many AWS calls may be in flight: per fetch (one mount's objects for one
-//! store in one region) and for the whole process.
+//! How many AWS calls may be in flight: per mount and region (the stores
+//! built by one `StoreFactory::stores` call, which the identity backend makes
+//! once per mount and region, share one gate) and for the whole process.
 //!
 //! Every AWS call holds one permit of each for exactly its own duration, never
 //! while waiting on another call, so the two limits cannot deadlock.
@@ -11,8 +12,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// What the operator chose for fetching (command line and Helm values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchOptions {
-    /// AWS calls in flight at once for one store in one fetch (a mount's
-    /// Secrets Manager objects in one region, say). 0 counts as 1.
+    /// AWS calls in flight at once for one mount in one region, both stores
+    /// together. 0 counts as 1.
     pub max_concurrent_per_mount: usize,
     /// AWS calls in flight at once in the whole process. 0 counts as 1.
     pub max_concurrent_global: usize,
@@ -60,8 +61,9 @@ impl Limits {
         }
     }
 
-    /// The gate for one fetch: its own limit, under the global one.
-    pub(crate) fn for_fetch(&self) -> Gate {
+    /// The gate for one mount in one region: its own limit, under the
+    /// global one.
+    pub(crate) fn for_mount(&self) -> Gate {
         Gate {
             local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
             global: self.global.clone(),
@@ -116,7 +118,7 @@ mod tests {
         };
         let mut all = Vec::new();
         for _ in 0..fetches {
-            let gate = Arc::new(limits.for_fetch());
+            let gate = Arc::new(limits.for_mount());
             for _ in 0..calls {
                 all.push(run(gate.clone()));
             }

@@ -175,6 +175,9 @@ impl StoreFactory {
             .region(region.clone())
             .interceptor(crate::metrics::AwsCallMetrics)
             .build();
+        // One gate for both stores: the per-mount limit counts every call
+        // of this mount in this region, whichever store makes it.
+        let gate = Arc::new(self.limits.for_mount());
         let batching = self.batch.then(|| Batching {
             denials: self.denials.clone(),
             principal: principal.to_owned(),
@@ -184,13 +187,13 @@ impl StoreFactory {
             secrets_manager: Arc::new(SecretsManagerStore::new(
                 aws_sdk_secretsmanager::Client::from_conf(secrets),
                 region.to_string(),
-                self.limits.clone(),
+                gate.clone(),
                 batching,
             )),
             parameter_store: Arc::new(ParameterStore::new(
                 aws_sdk_ssm::Client::from_conf(ssm),
                 region.to_string(),
-                self.limits.clone(),
+                gate,
             )),
         }
     }

@@ -17,12 +17,13 @@
 //! This store never logs or formats a value, and never puts one in an error.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_ssm::Client;
 use futures::future::{BoxFuture, join_all};
 
 use super::classify::sdk_error;
-use super::limits::{Gate, Limits};
+use super::limits::Gate;
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
 
@@ -36,7 +37,8 @@ type ItemResult = Result<Fetched, StoreError>;
 pub(crate) struct ParameterStore {
     client: Client,
     region: String,
-    limits: Limits,
+    /// The mount's gate, shared with its Secrets Manager store in this region.
+    gate: Arc<Gate>,
 }
 
 impl Store for ParameterStore {
@@ -66,22 +68,22 @@ enum Answer {
 }
 
 impl ParameterStore {
-    pub(crate) fn new(client: Client, region: String, limits: Limits) -> Self {
+    pub(crate) fn new(client: Client, region: String, gate: Arc<Gate>) -> Self {
         ParameterStore {
             client,
             region,
-            limits,
+            gate,
         }
     }
 
     async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
         let requests = requests(&items);
         let batches = pack(&requests);
-        let gate = self.limits.for_fetch();
+        let gate: &Gate = &self.gate;
         let answers = join_all(
             batches
                 .iter()
-                .map(|batch| self.call(&gate, batch.iter().map(|&r| &requests[r]).collect())),
+                .map(|batch| self.call(gate, batch.iter().map(|&r| &requests[r]).collect())),
         )
         .await;
 

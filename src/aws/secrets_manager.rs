@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 
 use super::BatchDenials;
 use super::classify::{sdk_error, service_error};
-use super::limits::{Gate, Limits};
+use super::limits::Gate;
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
 
@@ -54,7 +54,8 @@ pub(crate) struct Batching {
 pub(crate) struct SecretsManagerStore {
     client: Client,
     region: String,
-    limits: Limits,
+    /// The mount's gate, shared with its Parameter Store in this region.
+    gate: Arc<Gate>,
     batching: Option<Batching>,
 }
 
@@ -78,19 +79,19 @@ impl SecretsManagerStore {
     pub(crate) fn new(
         client: Client,
         region: String,
-        limits: Limits,
+        gate: Arc<Gate>,
         batching: Option<Batching>,
     ) -> Self {
         SecretsManagerStore {
             client,
             region,
-            limits,
+            gate,
             batching,
         }
     }
 
     async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
-        let gate = self.limits.for_fetch();
+        let gate: &Gate = &self.gate;
         let batched = self.batch_candidates(&items).await;
         let singles: Vec<usize> = (0..items.len())
             .filter(|i| batched.binary_search(i).is_err())
@@ -99,8 +100,8 @@ impl SecretsManagerStore {
         let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
         // Batches and single reads share the gate and run together.
         let (from_batches, from_singles) = futures::join!(
-            self.fetch_batched(&gate, &items, &batched),
-            join_all(singles.iter().map(|&i| self.fetch_one(&gate, &items[i]))),
+            self.fetch_batched(gate, &items, &batched),
+            join_all(singles.iter().map(|&i| self.fetch_one(gate, &items[i]))),
         );
         for (i, result) in singles.into_iter().zip(from_singles) {
             results[i] = Some(result);
@@ -113,7 +114,7 @@ impl SecretsManagerStore {
         // one by one.
         let fallback: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
         let from_fallback =
-            join_all(fallback.iter().map(|&i| self.fetch_one(&gate, &items[i]))).await;
+            join_all(fallback.iter().map(|&i| self.fetch_one(gate, &items[i]))).await;
         for (i, result) in fallback.into_iter().zip(from_fallback) {
             results[i] = Some(result);
         }
