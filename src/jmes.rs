@@ -57,33 +57,54 @@ fn compile(expr: &str) -> Result<jmespath::Expression<'static>, String> {
     })
 }
 
+/// An object's value parsed once as JSON, for all of its jmesPath entries.
+pub struct Document(jmespath::Rcvar);
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Document(<redacted>)")
+    }
+}
+
+impl Document {
+    /// Parses a value as JSON.
+    pub fn parse(value: &SecretBytes) -> Result<Self, String> {
+        let text = std::str::from_utf8(value.expose())
+            .map_err(|_| "the object's value is not UTF-8 text, so not JSON".to_string())?;
+        // Parse with serde_json first: its error carries no part of the
+        // value, and its recursion limit bounds the depth.
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "the object's value is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let data = jmespath::Variable::from_serializable(&json)
+            .map_err(|_| "the object's value cannot be queried".to_string())?;
+        Ok(Self(std::sync::Arc::new(data)))
+    }
+
+    /// The string `expr` selects.
+    pub fn extract(&self, expr: &str) -> Result<SecretBytes, String> {
+        check_bounds(expr)?;
+        let result = compile(expr)?
+            .search(self.0.clone())
+            .map_err(|e| format!("evaluation failed: {}", first_line(&e.to_string())))?;
+        if result.is_null() {
+            return Err("selects nothing in the object's value".into());
+        }
+        match result.as_string() {
+            Some(s) => Ok(SecretBytes::from(s.clone())),
+            None => Err(format!("selects a {}, not a string", result.get_type())),
+        }
+    }
+}
+
 /// Evaluates `expr` on a JSON value and returns the string it selects.
 pub fn extract(value: &SecretBytes, expr: &str) -> Result<SecretBytes, String> {
     check_bounds(expr)?;
-    let text = std::str::from_utf8(value.expose())
-        .map_err(|_| "the object's value is not UTF-8 text, so not JSON".to_string())?;
-    // Parse with serde_json first: its error carries no part of the value,
-    // and its recursion limit bounds the depth.
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "the object's value is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let compiled = compile(expr)?;
-    let data = jmespath::Variable::from_serializable(&json)
-        .map_err(|_| "the object's value cannot be queried".to_string())?;
-    let result = compiled
-        .search(data)
-        .map_err(|e| format!("evaluation failed: {}", first_line(&e.to_string())))?;
-    if result.is_null() {
-        return Err("selects nothing in the object's value".into());
-    }
-    match result.as_string() {
-        Some(s) => Ok(SecretBytes::from(s.clone())),
-        None => Err(format!("selects a {}, not a string", result.get_type())),
-    }
+    Document::parse(value)?.extract(expr)
 }
 
 fn first_line(s: &str) -> String {

@@ -217,18 +217,26 @@ impl Mounter {
         for (spec, (contents, version)) in params.objects.iter().zip(values) {
             let mode = spec.mode_or(default_mode);
             let mut extracted = Vec::with_capacity(spec.jmes.len());
-            for j in &spec.jmes {
-                let value = jmes::extract(&contents, &j.path).map_err(|reason| Error::Jmes {
+            if let Some(first) = spec.jmes.first() {
+                let jmes_error = |path: &str, reason| Error::Jmes {
                     object: spec.name.clone(),
-                    path: j.path.clone(),
+                    path: path.to_owned(),
                     reason,
-                })?;
-                extracted.push(OutputFile {
-                    path: j.file.clone(),
-                    mode: j.mode.unwrap_or(mode),
-                    contents: value,
-                });
-                versions.insert(j.file.clone(), version.clone());
+                };
+                // Parsed once for all of the object's entries.
+                let document =
+                    jmes::Document::parse(&contents).map_err(|r| jmes_error(&first.path, r))?;
+                for j in &spec.jmes {
+                    let value = document
+                        .extract(&j.path)
+                        .map_err(|r| jmes_error(&j.path, r))?;
+                    extracted.push(OutputFile {
+                        path: j.file.clone(),
+                        mode: j.mode.unwrap_or(mode),
+                        contents: value,
+                    });
+                    versions.insert(j.file.clone(), version.clone());
+                }
             }
             tracing::debug!(object = %spec.name, file = %spec.file, version = %version, bytes = contents.len(), "fetched");
             files.push(OutputFile {
