@@ -152,14 +152,6 @@ impl ObjectSpec {
             None => (self.name.clone(), self.version.clone(), self.label.clone()),
         }
     }
-
-    /// A short label for messages: the name, with the alias when set.
-    pub fn describe(&self) -> String {
-        match &self.alias {
-            Some(a) => format!("{} (alias {a})", self.name),
-            None => self.name.clone(),
-        }
-    }
 }
 
 /// A YAML scalar read as its text, whether written as a string, a number or
