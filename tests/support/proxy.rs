@@ -7,7 +7,6 @@
 //! Point the SDK at [`FaultProxy::endpoint`] instead of moto's endpoint.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +17,9 @@ use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
+
+use super::stub_server::{Dropped, serve_http1};
 
 /// Region or operation of a request that names none (an unsigned STS call
 /// has no credential scope, so no region).
@@ -488,45 +489,17 @@ fn admit(state: &State, parts: &Parts, body: &[u8]) -> (Option<Action>, Duration
 }
 
 async fn serve(listener: TcpListener, state: Arc<State>) {
-    let mut connections = JoinSet::new();
-    loop {
-        // Reap finished connections so the set stays small.
-        while connections.try_join_next().is_some() {}
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            // Out of file descriptors, say: back off rather than spin.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+    serve_http1(listener, move || {
         let state = state.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| handle(state.clone(), request));
-            // Errors here are clients going away or Disconnect rules.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        hyper::service::service_fn(move |request| handle(state.clone(), request))
+    })
+    .await
 }
-
-/// Returned to hyper to make it drop the connection without an answer.
-#[derive(Debug)]
-struct Disconnect;
-
-impl fmt::Display for Disconnect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("connection dropped by a test rule")
-    }
-}
-
-impl std::error::Error for Disconnect {}
 
 async fn handle(
     state: Arc<State>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Disconnect> {
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let (mut parts, body) = request.into_parts();
     let json = parts.headers.contains_key("x-amz-target");
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -549,7 +522,7 @@ async fn handle(
             message,
         }) => return Ok(aws_error(json, status, &error_type, &message)),
         Some(Action::Hang) => std::future::pending::<()>().await,
-        Some(Action::Disconnect) => return Err(Disconnect),
+        Some(Action::Disconnect) => return Err(Dropped),
         Some(Action::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }

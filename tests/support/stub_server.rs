@@ -94,22 +94,41 @@ impl Drop for StubServer {
 }
 
 async fn serve(listener: TcpListener, handler: Handler) {
+    serve_http1(listener, move || {
+        let handler = handler.clone();
+        hyper::service::service_fn(move |request| handle(handler.clone(), request))
+    })
+    .await
+}
+
+/// Serves HTTP/1 connections on `listener` until the task is aborted, each
+/// with a service from `make`. Shared by the stubs and the fault proxy.
+pub async fn serve_http1<F, S>(listener: TcpListener, make: F)
+where
+    F: Fn() -> S,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Dropped,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut connections = JoinSet::new();
     loop {
+        // Reap finished connections so the set stays small.
         while connections.try_join_next().is_some() {}
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
+            // Out of file descriptors, say: back off rather than spin.
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let handler = handler.clone();
+        let service = make();
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let handler = handler.clone();
-                async move { handle(handler, request).await }
-            });
+            // Errors here are clients going away or deliberate drops.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -117,12 +136,13 @@ async fn serve(listener: TcpListener, handler: Handler) {
     }
 }
 
+/// Returned to hyper to make it drop the connection without an answer.
 #[derive(Debug)]
-struct Dropped;
+pub struct Dropped;
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped by the stub")
+        f.write_str("connection dropped on purpose")
     }
 }
 
