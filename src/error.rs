@@ -43,6 +43,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// The SecretProviderClass breaks one or more rules: every problem found
+    /// (parameters, object fields, duplicates, ARN regions), each naming its
+    /// parameter or its object and field. The message lists the first ten
+    /// and is bounded in length; `ascp validate` prints them all.
+    #[error(
+        "invalid SecretProviderClass: {} problem(s): {}",
+        problems.len(),
+        join_bounded(problems, 10)
+    )]
+    Class {
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+
     /// The `objects` of the SecretProviderClass break one or more rules.
     #[error("invalid objects in SecretProviderClass: {}", join_bounded(.0, 10))]
     Objects(Vec<String>),
@@ -156,6 +170,7 @@ impl Error {
             | Error::Permission { .. }
             | Error::Parameter { .. }
             | Error::Objects(_)
+            | Error::Class { .. }
             | Error::TargetPath { .. }
             | Error::Jmes { .. } => Code::InvalidArgument,
             Error::Region { .. } | Error::Token { .. } => Code::FailedPrecondition,
@@ -207,16 +222,27 @@ pub fn kind_code(kind: FailureKind) -> Code {
     }
 }
 
-/// Joins at most `max` messages, saying how many more there were.
+/// Longest list of problems in one message: the status reaches the pod's
+/// events, where kubelet keeps a few kilobytes.
+const MAX_LIST_BYTES: usize = 3000;
+
+/// Joins at most `max` messages, within [`MAX_LIST_BYTES`], saying how many
+/// more there were.
 fn join_bounded(items: &[String], max: usize) -> String {
-    let mut out = items
-        .iter()
-        .take(max)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if items.len() > max {
-        out.push_str(&format!("; and {} more", items.len() - max));
+    let mut out = String::new();
+    let mut shown = 0;
+    for item in items.iter().take(max) {
+        if shown > 0 {
+            if out.len() + 2 + item.len() > MAX_LIST_BYTES {
+                break;
+            }
+            out.push_str("; ");
+        }
+        out.push_str(&crate::text::truncate(item, MAX_LIST_BYTES));
+        shown += 1;
+    }
+    if items.len() > shown {
+        out.push_str(&format!("; and {} more", items.len() - shown));
     }
     out
 }
@@ -280,5 +306,13 @@ mod tests {
             m.contains("e9") && !m.contains("e10;") && m.contains("15 more"),
             "{m}"
         );
+        let long = Error::Class {
+            problems: (0..10)
+                .map(|i| format!("p{i} {}", "x".repeat(2000)))
+                .collect(),
+        };
+        let m = long.to_string();
+        assert!(m.len() < 4096 && m.contains("10 problem(s)") && m.contains("p0 "));
+        assert!(m.contains("and 9 more"), "{}", &m[m.len() - 40..]);
     }
 }

@@ -86,6 +86,23 @@ fn row<'a>(stdout: &'a str, file: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Writes a class named `name` with `parameters` (each line indented by 4)
+/// and an objects block.
+fn class_file(dir: &Dir, name: &str, parameters: &str, objects_yaml: &str) -> PathBuf {
+    dir.write(
+        &format!("{name}.yaml"),
+        &spc(name, &format!("{parameters}{}", objects(objects_yaml))),
+    )
+}
+
+/// The problems a failed run lists, one a line.
+fn listed(run: &Run) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - "))
+        .collect()
+}
+
 const GOOD_OBJECTS: &str = "\
 - objectName: prod/db
   objectType: secretsmanager
@@ -282,21 +299,203 @@ fn bad_class_prints_every_error_and_exits_non_zero() {
         err.contains(path.to_str().unwrap()),
         "names the file: {run}"
     );
-    for needle in [
-        "object db: objectType \"vault\" is not one of secretsmanager, ssmparameter",
-        "object api: filePermission \"644\" must be four octal digits",
-        "object cfg: an ssmparameter cannot set both objectVersion and objectVersionLabel",
-        "object creds: jmesPath entry #1 needs both path and objectAlias",
-        "object failing: an object with a failoverObject needs an objectAlias",
-        "object failing: failoverObject is allowed only when failoverRegion is set",
-        "object #7: empty (null) entry",
-    ] {
-        assert!(err.contains(needle), "missing {needle:?}: {run}");
-    }
-    // One line per error, counted in the heading.
-    let listed = err.lines().filter(|l| l.starts_with("  - ")).count();
-    assert_eq!(listed, 7, "{run}");
-    assert!(err.contains("7 error(s)"), "{run}");
+    // Each names its object, its position and its field; the duplicate
+    // api is found although the first api has a bad field.
+    let expected = [
+        "object db (#1): objectType \"vault\" is not one of secretsmanager, ssmparameter",
+        "object api (#2): filePermission \"644\" must be four octal digits, e.g. \"0600\"",
+        "object api (#3): objectName repeats object #2 with the same objectAlias and objectVersionLabel",
+        "object cfg (#4): objectVersionLabel and objectVersion cannot both be set on an ssmparameter",
+        "object creds (#5): jmesPath entry #1 needs both path and objectAlias",
+        "object failing (#6): objectAlias is required with a failoverObject",
+        "object failing (#6): failoverObject is allowed only when failoverRegion is set",
+        "object #7: empty (null) entry in the objects list",
+    ];
+    // One line per problem, in the class's order, counted in the heading.
+    let listed: Vec<&str> = err.lines().filter_map(|l| l.strip_prefix("  - ")).collect();
+    assert_eq!(listed, expected, "{run}");
+    assert!(err.contains("8 problem(s)"), "{run}");
+}
+
+/// A class with four problems of four kinds: a bad parameter, a bad field,
+/// a duplicate alias (on the object with the bad field) and an ARN in
+/// another region than the class's.
+const FOUR_PROBLEMS: &str = "\
+- objectName: db
+  objectType: secretsmanager
+  objectAlias: shared
+  filePermission: \"644\"
+- objectName: api
+  objectType: secretsmanager
+  objectAlias: shared
+- objectName: arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf
+  objectAlias: x
+";
+
+#[test]
+fn four_problems_of_four_kinds_are_all_reported() {
+    let dir = Dir::new();
+    let path = class_file(
+        &dir,
+        "four",
+        "    region: us-east-1\n    pathTranslation: ab\n",
+        FOUR_PROBLEMS,
+    );
+    let run = validate(&path, &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stdout.is_empty(), "{run}");
+    assert_eq!(
+        listed(&run),
+        [
+            "parameter pathTranslation: \"ab\" must be \"False\" or a single character",
+            "object db (#1): filePermission \"644\" must be four octal digits, e.g. \"0600\"",
+            "object api (#2): objectAlias shared is already used by object #1",
+            "object arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf (#3): objectName the ARN's region eu-west-1 must match the region us-east-1",
+        ],
+        "{run}"
+    );
+    assert!(run.stderr.contains("4 problem(s)"), "{run}");
+
+    // Without a region in the class, --region plays the node's part.
+    let path = class_file(
+        &dir,
+        "four-flag",
+        "    pathTranslation: ab\n",
+        FOUR_PROBLEMS,
+    );
+    let run = validate(&path, &["--region", "us-east-1"]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("4 problem(s)"), "{run}");
+    assert!(
+        run.stderr
+            .contains("the ARN's region eu-west-1 must match the region us-east-1"),
+        "{run}"
+    );
+    // And without either, the three offline problems, and a bad --region.
+    let run = validate(&path, &[]);
+    assert!(run.stderr.contains("3 problem(s)"), "{run}");
+    let run = validate(&path, &["--region", "Not A Region"]);
+    assert!(run.stderr.contains("4 problem(s)"), "{run}");
+    assert!(
+        run.stderr
+            .contains("parameter region: \"Not A Region\" is not a region name"),
+        "{run}"
+    );
+}
+
+#[test]
+fn unknown_preferred_address_type_is_a_warning_under_pod_identity_only() {
+    let dir = Dir::new();
+    let pod_identity = class_file(
+        &dir,
+        "pi",
+        "    region: us-east-1\n    usePodIdentity: \"true\"\n    preferredAddressType: bogus\n",
+        GOOD_OBJECTS,
+    );
+    let run = validate(&pod_identity, &[]);
+    assert!(run.ok(), "{run}");
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: parameter preferredAddressType: \"bogus\" is not one of ipv4, ipv6, auto; using auto, as ASCP does"
+        ],
+        "{run}"
+    );
+    let irsa = class_file(
+        &dir,
+        "irsa",
+        "    region: us-east-1\n    preferredAddressType: bogus\n",
+        GOOD_OBJECTS,
+    );
+    let run = validate(&irsa, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(!run.stdout.contains("warning"), "{run}");
+    assert!(!run.stdout.contains("bogus"), "{run}");
+}
+
+#[test]
+fn control_characters_in_names_are_reported_escaped_on_one_line() {
+    let dir = Dir::new();
+    let bad = "\
+- objectName: \"db\\nINFO forged line\"
+  objectType: secretsmanager
+- objectName: api
+  objectType: secretsmanager
+  objectAlias: \"api\\r\"
+  jmesPath:
+    - path: key
+      objectAlias: \"k\\u001b[31m\"
+- objectName: cfg
+  objectType: secretsmanager
+  objectAlias: cfg
+  failoverObject:
+    objectName: \"cfg\\u0085dr\"
+";
+    let path = class_file(
+        &dir,
+        "ctl",
+        "    region: us-east-1\n    failoverRegion: us-west-2\n",
+        bad,
+    );
+    let run = validate(&path, &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert_eq!(
+        listed(&run),
+        [
+            "object db\\nINFO forged line (#1): objectName contains the control character U+000A; names and aliases must be printable",
+            "object api (#2): objectAlias contains the control character U+000D; names and aliases must be printable",
+            "object api (#2): jmesPath entry #1 objectAlias contains the control character U+001B; names and aliases must be printable",
+            "object cfg (#3): failoverObject objectName contains the control character U+0085; names and aliases must be printable",
+        ],
+        "{run}"
+    );
+    assert!(!run.stderr.contains("\nINFO"), "{run}");
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\u{1b}'),
+        "{run}"
+    );
+}
+
+#[test]
+fn file_names_starting_with_dot_dot_are_reported() {
+    let dir = Dir::new();
+    let bad = "\
+- objectName: db
+  objectType: secretsmanager
+  objectAlias: ..data
+- objectName: api
+  objectType: secretsmanager
+  objectAlias: ..2024_01_01_00_00_00.123
+";
+    let path = class_file(&dir, "dots", "    region: us-east-1\n", bad);
+    let run = validate(&path, &[]);
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(run.stderr.contains("2 problem(s)"), "{run}");
+    assert!(
+        run.stderr
+            .contains("object db (#1): objectAlias file name ..data: must not start with \"..\""),
+        "{run}"
+    );
+    // Deeper down, with subdirectories, such a name is an ordinary one.
+    let good = "\
+- objectName: db
+  objectType: secretsmanager
+  objectAlias: certs/..data
+";
+    let path = class_file(
+        &dir,
+        "nested",
+        "    region: us-east-1\n    pathTranslation: \"False\"\n",
+        good,
+    );
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert!(run.stdout.contains("certs/..data"), "{run}");
 }
 
 #[test]
@@ -315,7 +514,8 @@ fn duplicates_are_reported() {
     let run = validate(&path, &[]);
     assert!(!run.ok(), "{run}");
     assert!(
-        run.stderr.contains("object db: duplicate objectName"),
+        run.stderr
+            .contains("object db (#2): objectName repeats object #1 with the same objectAlias"),
         "{run}"
     );
 }
@@ -326,21 +526,20 @@ fn bad_parameters_are_reported() {
     for (params, needle) in [
         (
             "    pathTranslation: ab\n",
-            "invalid SecretProviderClass parameter pathTranslation",
+            "parameter pathTranslation: \"ab\" must be",
         ),
         (
             "    usePodIdentity: \"yes\"\n",
-            "invalid SecretProviderClass parameter usePodIdentity",
+            "parameter usePodIdentity: \"yes\" is not a boolean",
         ),
         (
             "    region: us-east-1\n    failoverRegion: us-east-1\n",
-            "failoverRegion: us-east-1 is also the primary region",
+            "parameter failoverRegion: us-east-1 is also the primary region",
         ),
         (
             "    region: US_EAST\n",
-            "invalid SecretProviderClass parameter region",
+            "parameter region: \"US_EAST\" is not a region name",
         ),
-        ("    preferredAddressType: ipv5\n", "preferredAddressType"),
     ] {
         let path = dir.write(
             "params.yaml",

@@ -3,74 +3,52 @@
 use std::fmt::Write as _;
 
 use crate::config::ValidateArgs;
-use crate::spc::objects::check_regions;
-use crate::spc::{self, Attributes, MountParams};
+use crate::spc::{Attributes, MountParams};
+use crate::text::Escaped;
 
-/// Validates and returns the report to print, or every error found.
+/// Validates and returns the report to print, or every problem found, one
+/// per line.
 pub fn run(args: &ValidateArgs) -> Result<String, String> {
     let manifest = super::read_spc(&args.file)?;
-    let mut errors = Vec::new();
+    let mut problems = Vec::new();
     let mut out = String::new();
     if manifest.provider != "aws" {
-        errors.push(format!(
+        problems.push(format!(
             "spec.provider is {:?}; this provider serves \"aws\"",
             manifest.provider
         ));
     }
     let attrs = Attributes::from_pairs(manifest.parameters.clone());
-    let params = match MountParams::from_attributes(&attrs) {
+    // The server's own check; with --region, ARN regions are checked as the
+    // server checks them once it knows the region.
+    let params = match MountParams::check(&attrs, args.region.as_deref()) {
         Ok(p) => Some(p),
-        Err(crate::error::Error::Objects(list)) => {
-            errors.extend(list);
-            None
-        }
-        Err(e) => {
-            errors.push(e.to_string());
+        Err(found) => {
+            problems.extend(found.iter().map(ToString::to_string));
             None
         }
     };
-    if let Some(params) = &params {
-        let region = params.region.clone().or_else(|| args.region.clone());
-        match &region {
-            Some(r) => {
-                if let Err(e) = spc::check_region(spc::keys::REGION, r) {
-                    errors.push(e.to_string());
-                } else if params.failover_region.as_deref() == Some(r.as_str()) {
-                    // The server makes this check once the primary region
-                    // is known; with --region, so can we.
-                    let e = crate::error::Error::Parameter {
-                        key: spc::keys::FAILOVER_REGION,
-                        reason: format!(
-                            "{r} is also the primary region; the failover region must differ"
-                        ),
-                    };
-                    errors.push(e.to_string());
-                } else if let Err(list) =
-                    check_regions(&params.objects, r, params.failover_region.as_deref())
-                {
-                    errors.extend(list);
-                }
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "note: no region in the class or --region; the pod's node will decide, and ARN regions are not checked"
-                );
-            }
-        }
-    }
-    if !errors.is_empty() {
-        let mut msg = format!("{}: {} error(s)\n", args.file.display(), errors.len());
-        for e in &errors {
-            let _ = writeln!(msg, "  - {e}");
+    if !problems.is_empty() {
+        let mut msg = format!("{}: {} problem(s)\n", args.file.display(), problems.len());
+        for p in &problems {
+            let _ = writeln!(msg, "  - {p}");
         }
         return Err(msg);
     }
     let params = params.ok_or("no objects")?;
+    for w in &params.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    if params.region.is_none() && args.region.is_none() {
+        let _ = writeln!(
+            out,
+            "note: no region in the class or --region; the pod's node will decide, and ARN regions are not checked"
+        );
+    }
     let _ = writeln!(
         out,
         "SecretProviderClass {}: {} object(s), region {}{}",
-        manifest.name,
+        Escaped(&manifest.name),
         params.objects.len(),
         params
             .region
@@ -113,7 +91,7 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
                 format!("{:04o}", j.mode.unwrap_or(mode)),
                 spec.kind.as_str(),
                 spec.name,
-                j.path
+                Escaped(&j.path)
             );
         }
     }

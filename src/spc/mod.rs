@@ -21,20 +21,36 @@
 //! - `pathTranslation`: empty → `_`; `false` in any case → off; one ASCII
 //!   character → that character; anything else is an error.
 //! - `usePodIdentity`: Go `strconv.ParseBool` syntax; empty → IRSA.
-//! - `preferredAddressType`: `ipv4`, `ipv6`, `auto` or empty, any case.
+//! - `preferredAddressType`: read under Pod Identity only (ignored entirely
+//!   under IRSA, as ASCP): `ipv4`, `ipv6`, `auto` or empty, any case; any
+//!   other value behaves as `auto`, as in ASCP, with a [`Warning`].
 //! - `assumeRoleArn`, `assumeRoleExternalId` (beyond ASCP): a role to chain
 //!   into after the pod's own.
 //!
 //! Region names are checked to be plain host labels (lowercase letters,
 //! digits, `-`), because the SDK builds endpoint host names from them.
+//!
+//! Every problem at once: [`MountParams::check`] runs every rule on the
+//! whole class (parameters, each object's fields, duplicates, and ARN
+//! regions when the primary region is known without the network) and
+//! returns every [`Problem`], each naming its parameter, or its object and
+//! field. [`MountParams::from_attributes`] is that check for a Mount: the
+//! problems become one bounded [`Error::Class`], and each warning is logged
+//! once. When the region comes from the pod's node, ARN regions are checked
+//! after the lookup by [`MountParams::check_resolved_region`]; a class that
+//! already failed offline causes no lookup, so its ARN regions wait for the
+//! next attempt.
 
 pub mod objects;
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
 use crate::error::Error;
 use crate::secret::Token;
 use crate::store::{AddressPreference, PodIdentity};
+use crate::text::{Escaped, escape_bounded};
 
 pub use objects::{FailoverSpec, JmesSpec, ObjectSpec, PathTranslation};
 
@@ -154,6 +170,117 @@ impl Attributes {
     }
 }
 
+/// Where a [`Problem`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A `spec.parameters` key.
+    Parameter(&'static str),
+    /// The `objects` list as a whole (its YAML, its size).
+    Objects,
+    /// One entry of `objects`.
+    Object {
+        /// Position in the list, from 0.
+        index: usize,
+        /// Its objectName, shortened and escaped; `None` when it has none.
+        name: Option<String>,
+        /// The field at fault (`objectAlias`, `jmesPath entry #2 path`, …);
+        /// empty when the entry as a whole is at fault.
+        field: String,
+    },
+}
+
+/// One broken rule of a SecretProviderClass.
+///
+/// Displayed as `parameter KEY: RULE`, `objects: RULE` or
+/// `object NAME (#N): FIELD RULE`, which reads as a sentence. Names are bounded and escaped; no secret
+/// value is ever part of a class, so none can appear here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where.
+    pub place: Place,
+    /// What is wrong.
+    pub rule: String,
+}
+
+impl Problem {
+    /// A problem with a parameter.
+    pub fn parameter(key: &'static str, rule: impl Into<String>) -> Self {
+        Self {
+            place: Place::Parameter(key),
+            rule: rule.into(),
+        }
+    }
+
+    /// A problem with the objects list as a whole.
+    pub fn objects(rule: impl Into<String>) -> Self {
+        Self {
+            place: Place::Objects,
+            rule: rule.into(),
+        }
+    }
+
+    /// A problem with a field of the entry at `index`, named `name`.
+    pub fn object(
+        index: usize,
+        name: Option<&str>,
+        field: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> Self {
+        Self {
+            place: Place::Object {
+                index,
+                name: name
+                    .filter(|n| !n.is_empty())
+                    .map(|n| escape_bounded(n, 200)),
+                field: field.into(),
+            },
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.place {
+            Place::Parameter(key) => write!(f, "parameter {key}")?,
+            Place::Objects => f.write_str("objects")?,
+            Place::Object { index, name, field } => {
+                match name {
+                    Some(name) => write!(f, "object {name} (#{})", index + 1)?,
+                    None => write!(f, "object #{}", index + 1)?,
+                }
+                if !field.is_empty() {
+                    return write!(f, ": {field} {}", self.rule);
+                }
+            }
+        }
+        write!(f, ": {}", self.rule)
+    }
+}
+
+/// Something a class does that works but is probably not meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Warning {
+    /// `preferredAddressType` under Pod Identity is none of ipv4, ipv6,
+    /// auto: it behaves as `auto`, as in ASCP.
+    UnknownAddressType {
+        /// The value, shortened and escaped.
+        value: String,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::UnknownAddressType { value } => write!(
+                f,
+                "parameter {}: \"{value}\" is not one of ipv4, ipv6, auto; using auto, as ASCP does",
+                keys::PREFERRED_ADDRESS_TYPE
+            ),
+        }
+    }
+}
+
 /// What a mount needs from its attributes, parsed and checked.
 #[derive(Debug, Clone)]
 pub struct MountParams {
@@ -169,55 +296,131 @@ pub struct MountParams {
     pub translation: PathTranslation,
     /// The validated objects.
     pub objects: Vec<ObjectSpec>,
+    /// What the class does that works but is probably not meant.
+    pub warnings: Vec<Warning>,
 }
 
 impl MountParams {
-    /// Parses and checks everything the attributes carry that does not need
-    /// the network. Object ARN regions are checked later, once the primary
-    /// region is known ([`objects::check_regions`]).
+    /// A Mount's view of [`MountParams::check`]: every problem of the class
+    /// in one [`Error::Class`] (its message bounded), and each warning
+    /// logged once, at WARN, inside the caller's span. Object ARN regions
+    /// are checked here when the class names its region, otherwise once the
+    /// region is known ([`MountParams::check_resolved_region`]).
     pub fn from_attributes(attrs: &Attributes) -> Result<Self, Error> {
-        let region = attrs
+        let params = Self::check(attrs, None).map_err(class_error)?;
+        for warning in &params.warnings {
+            tracing::warn!(
+                spc = %Escaped(&params.secret_provider_class),
+                "{warning}"
+            );
+        }
+        Ok(params)
+    }
+
+    /// Parses and checks everything the attributes carry that does not need
+    /// the network, and returns every problem found.
+    ///
+    /// `region` is the primary region when the class names none and the
+    /// caller knows it without the network (`--region` of `ascp validate`,
+    /// the provider's `AWS_REGION`): it is checked as the class's own would
+    /// be, and object ARN regions are checked against it. With neither, ARN
+    /// regions are left to [`MountParams::check_resolved_region`].
+    pub fn check(attrs: &Attributes, region: Option<&str>) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let mut keep = |r: Result<String, Problem>| r.map_err(|p| problems.push(p)).ok();
+        let class_region = attrs
             .get(keys::REGION)
-            .map(|r| check_region(keys::REGION, r))
-            .transpose()?;
+            .and_then(|r| keep(region_name(keys::REGION, r)));
         let failover_region = attrs
             .get(keys::FAILOVER_REGION)
-            .map(|r| check_region(keys::FAILOVER_REGION, r))
-            .transpose()?;
-        if let (Some(p), Some(f)) = (&region, &failover_region)
-            && p == f
-        {
-            return Err(Error::Parameter {
-                key: keys::FAILOVER_REGION,
-                reason: format!("{f} is also the primary region; the failover region must differ"),
+            .and_then(|r| keep(region_name(keys::FAILOVER_REGION, r)));
+        let translation =
+            PathTranslation::parse(attrs.get(keys::PATH_TRANSLATION)).unwrap_or_else(|p| {
+                // The rest is checked with the default, so its problems
+                // still show.
+                problems.push(p);
+                PathTranslation::Replace('_')
             });
-        }
-        let translation = PathTranslation::parse(attrs.get(keys::PATH_TRANSLATION))?;
         let use_pod_identity = match attrs.get(keys::USE_POD_IDENTITY) {
             None => false,
-            Some(v) => parse_go_bool(v).ok_or_else(|| Error::Parameter {
-                key: keys::USE_POD_IDENTITY,
-                reason: format!("{v:?} is not a boolean (true, false, 1, 0, t, f)"),
-            })?,
+            Some(v) => parse_go_bool(v).unwrap_or_else(|| {
+                problems.push(Problem::parameter(
+                    keys::USE_POD_IDENTITY,
+                    format!(
+                        "\"{}\" is not a boolean (true, false, 1, 0, t, f)",
+                        escape_bounded(v, 32)
+                    ),
+                ));
+                false
+            }),
         };
-        let preferred_address = parse_address_preference(attrs.get(keys::PREFERRED_ADDRESS_TYPE))?;
+        let mut warnings = Vec::new();
+        let preferred_address = if use_pod_identity {
+            let (preference, warning) =
+                parse_address_preference(attrs.get(keys::PREFERRED_ADDRESS_TYPE));
+            warnings.extend(warning);
+            preference
+        } else {
+            // Never read under IRSA, as in ASCP: whatever it holds is fine.
+            AddressPreference::Auto
+        };
         let assume_role_arn = attrs.get(keys::ASSUME_ROLE_ARN).map(str::to_owned);
         if let Some(arn) = &assume_role_arn
             && !objects::is_iam_role_arn(arn)
         {
-            return Err(Error::Parameter {
-                key: keys::ASSUME_ROLE_ARN,
-                reason: format!(
-                    "{arn:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)"
+            problems.push(Problem::parameter(
+                keys::ASSUME_ROLE_ARN,
+                format!(
+                    "\"{}\" is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)",
+                    escape_bounded(arn, 200)
                 ),
-            });
+            ));
         }
-        let objects_yaml = attrs.get(keys::OBJECTS).ok_or_else(|| Error::Parameter {
-            key: keys::OBJECTS,
-            reason: "missing: the SecretProviderClass must list the objects to mount".into(),
-        })?;
-        let objects = objects::parse(objects_yaml, &translation, failover_region.is_some())
-            .map_err(Error::Objects)?;
+        let objects = match attrs.get(keys::OBJECTS) {
+            None => {
+                problems.push(Problem::parameter(
+                    keys::OBJECTS,
+                    "missing: the SecretProviderClass must list the objects to mount",
+                ));
+                Vec::new()
+            }
+            Some(yaml) => {
+                // Set but unusable still counts as set: a failoverObject is
+                // then not blamed for its absence.
+                let has_failover = attrs.get(keys::FAILOVER_REGION).is_some();
+                let (objects, found) = objects::check(yaml, &translation, has_failover);
+                problems.extend(found);
+                objects
+            }
+        };
+        match (attrs.get(keys::REGION), region) {
+            (Some(_), _) => {
+                if let Some(primary) = &class_region {
+                    problems.extend(region_problems(
+                        &objects,
+                        primary,
+                        failover_region.as_deref(),
+                        false,
+                    ));
+                }
+            }
+            (None, Some(primary)) => problems.extend(region_problems(
+                &objects,
+                primary,
+                failover_region.as_deref(),
+                true,
+            )),
+            (None, None) => {}
+        }
+        if !problems.is_empty() {
+            // Parameters first, then the list, then object by object.
+            problems.sort_by_key(|p| match &p.place {
+                Place::Parameter(_) => 0,
+                Place::Objects => 1,
+                Place::Object { index, .. } => 2 + index,
+            });
+            return Err(problems);
+        }
 
         let pod = PodIdentity {
             pod_name: attrs.get(keys::POD_NAME).unwrap_or_default().to_owned(),
@@ -239,11 +442,60 @@ impl MountParams {
         Ok(Self {
             pod,
             secret_provider_class: attrs.get(keys::SPC).unwrap_or_default().to_owned(),
-            region,
+            region: class_region,
             failover_region,
             translation,
             objects,
+            warnings,
         })
+    }
+
+    /// Every problem the primary region, once resolved (from `AWS_REGION`
+    /// or the node), brings to light: a name that is not a region, a
+    /// failover region equal to it, and object ARNs in other regions. One
+    /// [`Error::Class`] lists them all.
+    pub fn check_resolved_region(&self, primary: &str) -> Result<(), Error> {
+        let from_elsewhere = self.region.as_deref() != Some(primary);
+        let problems = region_problems(
+            &self.objects,
+            primary,
+            self.failover_region.as_deref(),
+            from_elsewhere,
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(class_error(problems))
+        }
+    }
+}
+
+/// The problems a primary region brings: its name when it does not come
+/// from the class (`check_name`), the failover region equal to it, and ARN
+/// regions of objects.
+fn region_problems(
+    objects: &[ObjectSpec],
+    primary: &str,
+    failover: Option<&str>,
+    check_name: bool,
+) -> Vec<Problem> {
+    if check_name && let Err(p) = region_name(keys::REGION, primary) {
+        return vec![p];
+    }
+    let mut problems = Vec::new();
+    if failover == Some(primary) {
+        problems.push(Problem::parameter(
+            keys::FAILOVER_REGION,
+            format!("{primary} is also the primary region; the failover region must differ"),
+        ));
+    }
+    problems.extend(objects::region_problems(objects, primary, failover));
+    problems
+}
+
+fn class_error(problems: Vec<Problem>) -> Error {
+    Error::Class {
+        problems: problems.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -270,20 +522,35 @@ pub fn parse_go_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn parse_address_preference(v: Option<&str>) -> Result<AddressPreference, Error> {
-    match v.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("auto") => Ok(AddressPreference::Auto),
-        Some("ipv4") => Ok(AddressPreference::Ipv4),
-        Some("ipv6") => Ok(AddressPreference::Ipv6),
-        Some(_) => Err(Error::Parameter {
-            key: keys::PREFERRED_ADDRESS_TYPE,
-            reason: format!("{:?} is not one of ipv4, ipv6, auto", v.unwrap_or_default()),
-        }),
+/// `preferredAddressType` under Pod Identity; anything unknown is `auto`.
+fn parse_address_preference(v: Option<&str>) -> (AddressPreference, Option<Warning>) {
+    let Some(v) = v else {
+        return (AddressPreference::Auto, None);
+    };
+    if v.eq_ignore_ascii_case("auto") {
+        (AddressPreference::Auto, None)
+    } else if v.eq_ignore_ascii_case("ipv4") {
+        (AddressPreference::Ipv4, None)
+    } else if v.eq_ignore_ascii_case("ipv6") {
+        (AddressPreference::Ipv6, None)
+    } else {
+        let value = escape_bounded(v, 64);
+        (
+            AddressPreference::Auto,
+            Some(Warning::UnknownAddressType { value }),
+        )
     }
 }
 
 /// Checks a region name is a plain host label.
 pub fn check_region(key: &'static str, region: &str) -> Result<String, Error> {
+    region_name(key, region).map_err(|p| Error::Parameter {
+        key,
+        reason: p.rule,
+    })
+}
+
+fn region_name(key: &'static str, region: &str) -> Result<String, Problem> {
     let ok = !region.is_empty()
         && region.len() <= 64
         && region
@@ -294,13 +561,13 @@ pub fn check_region(key: &'static str, region: &str) -> Result<String, Error> {
     if ok {
         Ok(region.to_owned())
     } else {
-        Err(Error::Parameter {
+        Err(Problem::parameter(
             key,
-            reason: format!(
-                "{:?} is not a region name (lowercase letters, digits and '-', e.g. us-east-1)",
-                region.chars().take(80).collect::<String>()
+            format!(
+                "\"{}\" is not a region name (lowercase letters, digits and '-', e.g. us-east-1)",
+                escape_bounded(region, 80)
             ),
-        })
+        ))
     }
 }
 

@@ -3,9 +3,18 @@
 //!
 //! The rules are ASCP's (SPEC §3), so a SecretProviderClass that works there
 //! works here, plus these safety rules of our own: a file name never holds a
-//! NUL, an empty, `.` or `..` element; it is at most 4096 bytes with at most
-//! 255 per element; and no two files of one mount share a name (ASCP would
-//! let the last one silently win).
+//! NUL, an empty, `.` or `..` element, and its first element never starts
+//! with `..` (the kubelet's atomic writer keeps `..data` and its timestamped
+//! directories there, and the driver refuses such names too); it is at most
+//! 4096 bytes with at most 255 per element; no two files of one mount share
+//! a name (ASCP would let the last one silently win); and names and aliases
+//! (objectName, objectAlias, jmesPath objectAlias, failoverObject
+//! objectName) hold no control character, so they cannot forge log lines.
+//! No Secrets Manager or SSM name can hold one.
+//!
+//! Every rule is checked on every entry and every problem is reported, each
+//! naming its object and field: an entry with one bad field is still checked
+//! field by field, and its names and aliases still enter the duplicate rules.
 //!
 //! Parsing is bounded: the YAML's size, nesting depth, node count and alias
 //! expansion are capped (see the constants), so a hostile document costs
@@ -15,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::error::Error;
+use super::{Problem, keys};
 use crate::jmes;
 use crate::store::StoreKind;
 
@@ -52,20 +61,20 @@ pub enum PathTranslation {
 
 impl PathTranslation {
     /// Parses the `pathTranslation` parameter.
-    pub fn parse(v: Option<&str>) -> Result<Self, Error> {
+    pub fn parse(v: Option<&str>) -> Result<Self, Problem> {
         match v {
             None => Ok(Self::Replace('_')),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(Self::Off),
             Some(v) if v.len() == 1 && v != "\0" => {
                 Ok(Self::Replace(v.chars().next().unwrap_or('_')))
             }
-            Some(v) => Err(Error::Parameter {
-                key: super::keys::PATH_TRANSLATION,
-                reason: format!(
-                    "{:?} must be \"False\" or a single character",
-                    v.chars().take(32).collect::<String>()
+            Some(v) => Err(Problem::parameter(
+                keys::PATH_TRANSLATION,
+                format!(
+                    "\"{}\" must be \"False\" or a single character",
+                    shorten_to(v, 32)
                 ),
-            }),
+            )),
         }
     }
 
@@ -354,65 +363,87 @@ pub fn parse(
     translation: &PathTranslation,
     has_failover_region: bool,
 ) -> Result<Vec<ObjectSpec>, Vec<String>> {
+    let (specs, problems) = check(yaml, translation, has_failover_region);
+    if problems.is_empty() {
+        Ok(specs)
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// Parses the `objects` YAML and checks every entry; returns a draft of each
+/// entry and every problem found. The drafts are mountable only when there
+/// is no problem; otherwise they serve the checks that span objects
+/// (duplicates, ARN regions), so an entry's bad field hides none of them.
+pub(super) fn check(
+    yaml: &str,
+    translation: &PathTranslation,
+    has_failover_region: bool,
+) -> (Vec<ObjectSpec>, Vec<Problem>) {
     if yaml.len() > MAX_OBJECTS_YAML_BYTES {
-        return Err(vec![format!(
-            "the objects YAML has {} bytes, more than the limit of {MAX_OBJECTS_YAML_BYTES}",
+        let rule = format!(
+            "the YAML has {} bytes, more than the limit of {MAX_OBJECTS_YAML_BYTES}",
             yaml.len()
-        )]);
+        );
+        return (Vec::new(), vec![Problem::objects(rule)]);
     }
     let over_limit = std::cell::Cell::new(false);
-    let raw = serde_saphyr::with_deserializer_from_str_with_options(yaml, yaml_options(), |d| {
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(yaml, yaml_options(), |d| {
         serde::de::DeserializeSeed::deserialize(
             BoundedList {
                 over_limit: &over_limit,
             },
             d,
         )
-    })
-    .map_err(|e| {
-        if over_limit.get() {
-            vec![format!(
-                "more than {MAX_OBJECTS} objects, the limit per mount"
-            )]
-        } else {
-            vec![format!(
-                "the objects parameter is not a YAML list of objects: {}",
-                yaml_error(&e)
-            )]
+    });
+    let raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let rule = if over_limit.get() {
+                format!("more than {MAX_OBJECTS} objects, the limit per mount")
+            } else {
+                format!(
+                    "the objects parameter is not a YAML list of objects: {}",
+                    yaml_error(&e)
+                )
+            };
+            return (Vec::new(), vec![Problem::objects(rule)]);
         }
-    })?;
+    };
     if raw.is_empty() {
-        return Err(vec!["the objects list is empty".into()]);
+        return (
+            Vec::new(),
+            vec![Problem::objects("the objects list is empty")],
+        );
     }
 
-    let mut errors = Vec::new();
+    let mut problems = Vec::new();
     let mut specs = Vec::with_capacity(raw.len());
     for (index, entry) in raw.into_iter().enumerate() {
         match entry {
-            None => errors.push(format!(
-                "object #{}: empty (null) entry in the objects list",
-                index + 1
+            None => problems.push(Problem::object(
+                index,
+                None,
+                "",
+                "empty (null) entry in the objects list",
             )),
-            Some(raw) => match validate_object(index, raw, translation, has_failover_region) {
-                Ok(spec) => specs.push(spec),
-                Err(mut e) => errors.append(&mut e),
-            },
+            Some(raw) => specs.push(validate_object(
+                index,
+                raw,
+                translation,
+                has_failover_region,
+                &mut problems,
+            )),
         }
     }
-    if errors.is_empty() {
-        check_duplicates(&specs, &mut errors);
-    }
+    check_duplicates(&specs, &mut problems);
     let files: usize = specs.iter().map(|s| 1 + s.jmes.len()).sum();
     if files > MAX_FILES {
-        errors.push(format!(
+        problems.push(Problem::objects(format!(
             "{files} files, more than the limit of {MAX_FILES} per mount"
-        ));
+        )));
     }
-    if errors.is_empty() {
-        Ok(specs)
-    } else {
-        Err(errors)
-    }
+    (specs, problems)
 }
 
 /// Checks that ARN object names are in the regions they are fetched from.
@@ -421,31 +452,54 @@ pub fn check_regions(
     primary: &str,
     failover: Option<&str>,
 ) -> Result<(), Vec<String>> {
-    let mut errors = Vec::new();
+    let problems = region_problems(specs, primary, failover);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
+}
+
+/// The objects whose ARN names another region than the one they are
+/// fetched from (the failover object's: than the failover region).
+pub(super) fn region_problems(
+    specs: &[ObjectSpec],
+    primary: &str,
+    failover: Option<&str>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
     for spec in specs {
         if let Some(r) = &spec.arn_region
             && r != primary
         {
-            errors.push(format!(
-                "object {}: the ARN's region {r} must match the region {primary}",
-                spec.name
+            problems.push(Problem::object(
+                spec.index,
+                Some(&spec.name),
+                "objectName",
+                format!(
+                    "the ARN's region {} must match the region {}",
+                    shorten(r),
+                    shorten(primary)
+                ),
             ));
         }
         if let (Some(f), Some(fr)) = (&spec.failover, failover)
             && let Some(r) = &f.arn_region
             && r != fr
         {
-            errors.push(format!(
-                "object {}: the failoverObject ARN's region {r} must match the failover region {fr}",
-                spec.name
+            problems.push(Problem::object(
+                spec.index,
+                Some(&spec.name),
+                "failoverObject objectName",
+                format!(
+                    "the failoverObject ARN's region {} must match the failover region {}",
+                    shorten(r),
+                    shorten(fr)
+                ),
             ));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    problems
 }
 
 fn yaml_error(e: &serde_saphyr::Error) -> String {
@@ -458,21 +512,62 @@ fn yaml_error(e: &serde_saphyr::Error) -> String {
     line.chars().take(300).collect()
 }
 
+/// One entry's problems, each naming the entry and the field.
+struct Findings<'a> {
+    index: usize,
+    name: Option<&'a str>,
+    out: &'a mut Vec<Problem>,
+}
+
+impl Findings<'_> {
+    fn add(&mut self, field: impl Into<String>, rule: impl Into<String>) {
+        self.out
+            .push(Problem::object(self.index, self.name, field, rule));
+    }
+
+    /// Refuses a name or alias holding a control character; says whether it
+    /// was clean.
+    fn printable(&mut self, field: impl Into<String>, value: &str) -> bool {
+        match value.chars().find(|c| c.is_control()) {
+            None => true,
+            Some(c) => {
+                self.add(
+                    field,
+                    format!(
+                        "contains the control character U+{:04X}; names and aliases must be printable",
+                        u32::from(c)
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Checks a file name made from `field`'s value.
+    fn file_name(&mut self, field: impl Into<String>, file: &str) {
+        if let Err(rule) = check_file_name(file) {
+            self.add(field, format!("file name {}: {rule}", shorten(file)));
+        }
+    }
+}
+
+/// Checks every field of one entry; returns its draft (see [`check`]).
 fn validate_object(
     index: usize,
     raw: RawObject,
     translation: &PathTranslation,
     has_failover_region: bool,
-) -> Result<ObjectSpec, Vec<String>> {
-    let Some(name) = text(&raw.object_name) else {
-        return Err(vec![format!(
-            "object #{}: objectName is required",
-            index + 1
-        )]);
+    problems: &mut Vec<Problem>,
+) -> ObjectSpec {
+    let name = text(&raw.object_name).unwrap_or_default();
+    let mut found = Findings {
+        index,
+        name: Some(name.as_str()).filter(|n| !n.is_empty()),
+        out: problems,
     };
-    let who = format!("object {}", shorten(&name));
-    let mut errors = Vec::new();
-    let mut fail = |rule: String| errors.push(format!("{who}: {rule}"));
+    if name.is_empty() {
+        found.add("objectName", "is required");
+    }
 
     let object_type = text(&raw.object_type);
     let alias = text(&raw.object_alias);
@@ -488,67 +583,82 @@ fn validate_object(
         if let Some(v) = v
             && v.len() > MAX_NAME_BYTES
         {
-            fail(format!("{field} is longer than {MAX_NAME_BYTES} bytes"));
+            found.add(field, format!("is longer than {MAX_NAME_BYTES} bytes"));
         }
     }
+    let name_printable = found.printable("objectName", &name);
+    let alias_printable = alias
+        .as_deref()
+        .is_none_or(|a| found.printable("objectAlias", a));
 
-    let (kind, arn_region) = match resolve_kind(&name, object_type.as_deref()) {
-        Ok(k) => k,
-        Err(rule) => {
-            fail(rule);
+    // Without a name only objectType itself can be judged.
+    let kind_result = if name.is_empty() && object_type.is_none() {
+        Ok((StoreKind::SecretsManager, None))
+    } else {
+        resolve_kind(&name, object_type.as_deref())
+    };
+    let (kind, arn_region) = match &kind_result {
+        Ok(k) => k.clone(),
+        Err((field, rule)) => {
+            found.add(*field, rule.clone());
             (StoreKind::SecretsManager, None)
         }
     };
 
     if kind == StoreKind::ParameterStore && version.is_some() && label.is_some() {
-        fail("an ssmparameter cannot set both objectVersion and objectVersionLabel".into());
+        found.add(
+            "objectVersionLabel",
+            "and objectVersion cannot both be set on an ssmparameter",
+        );
     }
 
     let file = translation.apply(alias.as_deref().unwrap_or(&name));
-    if let Err(rule) = check_file_name(&file) {
-        fail(format!("file name {:?}: {rule}", shorten(&file)));
+    match &alias {
+        // A control character is reported once, as such.
+        Some(_) if alias_printable => found.file_name("objectAlias", &file),
+        None if name_printable && !name.is_empty() => found.file_name("objectName", &file),
+        _ => {}
     }
 
-    let mode = match parse_file_permission(raw.file_permission.as_ref()) {
-        Ok(m) => m,
-        Err(rule) => {
-            fail(rule);
-            None
-        }
-    };
+    let mode = parse_file_permission(raw.file_permission.as_ref()).unwrap_or_else(|rule| {
+        found.add("filePermission", rule);
+        None
+    });
 
     let mut jmes = Vec::new();
     for (i, entry) in raw.jmes_path.unwrap_or_default().into_iter().enumerate() {
+        let at = format!("jmesPath entry #{}", i + 1);
         let Some(entry) = entry else {
-            fail(format!("jmesPath entry #{} is empty", i + 1));
+            found.add(at, "is empty");
             continue;
         };
         let path = text(&entry.path);
         let entry_alias = text(&entry.object_alias);
         let (Some(path), Some(entry_alias)) = (path, entry_alias) else {
-            fail(format!(
-                "jmesPath entry #{} needs both path and objectAlias",
-                i + 1
-            ));
+            found.add(at, "needs both path and objectAlias");
             continue;
         };
         if let Err(reason) = jmes::check_expression(&path) {
-            fail(format!("jmesPath {:?}: {reason}", shorten(&path)));
+            found.add(
+                format!("{at} path"),
+                format!("\"{}\": {reason}", shorten(&path)),
+            );
         }
         let entry_file = translation.apply(&entry_alias);
-        if let Err(rule) = check_file_name(&entry_file) {
-            fail(format!(
-                "jmesPath file name {:?}: {rule}",
-                shorten(&entry_file)
-            ));
+        if entry_alias.len() > MAX_NAME_BYTES {
+            found.add(
+                format!("{at} objectAlias"),
+                format!("is longer than {MAX_NAME_BYTES} bytes"),
+            );
         }
-        let entry_mode = match parse_file_permission(entry.file_permission.as_ref()) {
-            Ok(m) => m,
-            Err(rule) => {
-                fail(format!("jmesPath {:?}: {rule}", shorten(&path)));
+        if found.printable(format!("{at} objectAlias"), &entry_alias) {
+            found.file_name(format!("{at} objectAlias"), &entry_file);
+        }
+        let entry_mode =
+            parse_file_permission(entry.file_permission.as_ref()).unwrap_or_else(|rule| {
+                found.add(format!("{at} filePermission"), rule);
                 None
-            }
-        };
+            });
         jmes.push(JmesSpec {
             alias: entry_alias,
             path,
@@ -564,30 +674,47 @@ fn validate_object(
         let f_version = text(&f.object_version);
         let f_label = text(&f.object_version_label);
         if alias.is_none() {
-            fail("an object with a failoverObject needs an objectAlias".into());
+            found.add("objectAlias", "is required with a failoverObject");
         }
         if !has_failover_region {
-            fail("failoverObject is allowed only when failoverRegion is set".into());
+            found.add(
+                "failoverObject",
+                "is allowed only when failoverRegion is set",
+            );
         }
+        if f_name.len() > MAX_NAME_BYTES {
+            found.add(
+                "failoverObject objectName",
+                format!("is longer than {MAX_NAME_BYTES} bytes"),
+            );
+        }
+        found.printable("failoverObject objectName", &f_name);
         let mut f_arn_region = None;
         match resolve_kind(&f_name, object_type.as_deref()) {
             Ok((f_kind, r)) => {
                 f_arn_region = r;
-                if f_kind != kind {
-                    fail(format!(
-                        "failoverObject {} is not a {}",
-                        shorten(&f_name),
-                        kind.as_str()
-                    ));
+                if f_kind != kind && kind_result.is_ok() {
+                    found.add(
+                        "failoverObject objectName",
+                        format!("{} is not a {}", shorten(&f_name), kind.as_str()),
+                    );
                 }
             }
-            Err(rule) => fail(format!("failoverObject: {rule}")),
+            // A bad objectType is the object's problem, reported once.
+            Err((_, rule)) if kind_result.as_ref().err().is_some_and(|(_, r)| *r == rule) => {}
+            Err((field, rule)) => found.add("failoverObject", format!("{field} {rule}")),
         }
         if kind == StoreKind::ParameterStore && f_version.is_some() && f_label.is_some() {
-            fail("an ssmparameter failoverObject cannot set both objectVersion and objectVersionLabel".into());
+            found.add(
+                "failoverObject objectVersionLabel",
+                "and objectVersion cannot both be set on an ssmparameter",
+            );
         }
         if f_version != version {
-            fail("failoverObject objectVersion must equal the object's objectVersion".into());
+            found.add(
+                "failoverObject objectVersion",
+                "must equal the object's objectVersion",
+            );
         }
         failover = Some(FailoverSpec {
             name: f_name,
@@ -597,35 +724,34 @@ fn validate_object(
         });
     }
 
-    if errors.is_empty() {
-        Ok(ObjectSpec {
-            index,
-            name,
-            kind,
-            alias,
-            version,
-            label,
-            file,
-            mode,
-            jmes,
-            failover,
-            arn_region,
-        })
-    } else {
-        Err(errors)
+    ObjectSpec {
+        index,
+        name,
+        kind,
+        alias,
+        version,
+        label,
+        file,
+        mode,
+        jmes,
+        failover,
+        arn_region,
     }
 }
 
 /// The store kind and the ARN region of an object name, per ASCP's rules.
+/// A failure names the field at fault: `objectName` or `objectType`.
 fn resolve_kind(
     name: &str,
     object_type: Option<&str>,
-) -> Result<(StoreKind, Option<String>), String> {
+) -> Result<(StoreKind, Option<String>), (&'static str, String)> {
     let arn = if name.starts_with("arn:") {
-        Some(
-            Arn::parse(name)
-                .ok_or_else(|| format!("objectName {} is not a valid ARN", shorten(name)))?,
-        )
+        Some(Arn::parse(name).ok_or_else(|| {
+            (
+                "objectName",
+                format!("{} is not a valid ARN", shorten(name)),
+            )
+        })?)
     } else {
         None
     };
@@ -634,9 +760,12 @@ fn resolve_kind(
         Some("secretsmanager") => Some(StoreKind::SecretsManager),
         Some("ssmparameter") => Some(StoreKind::ParameterStore),
         Some(other) => {
-            return Err(format!(
-                "objectType {:?} is not one of secretsmanager, ssmparameter",
-                shorten(other)
+            return Err((
+                "objectType",
+                format!(
+                    "\"{}\" is not one of secretsmanager, ssmparameter",
+                    shorten(other)
+                ),
             ));
         }
     };
@@ -647,20 +776,29 @@ fn resolve_kind(
     });
     let kind = match (declared, arn_kind) {
         (None, None) => {
-            return Err("objectType is required when objectName is not a full ARN".into());
+            return Err((
+                "objectType",
+                "is required when objectName is not a full ARN".into(),
+            ));
         }
         (None, Some(None)) => {
             let service = arn.as_ref().map(|a| a.service).unwrap_or_default();
-            return Err(format!(
-                "the ARN's service {:?} is neither secretsmanager nor ssm",
-                shorten(service)
+            return Err((
+                "objectName",
+                format!(
+                    "the ARN's service \"{}\" is neither secretsmanager nor ssm",
+                    shorten(service)
+                ),
             ));
         }
         (None, Some(Some(k))) => k,
         (Some(d), None) => d,
         (Some(d), Some(a)) if a == Some(d) => d,
         (Some(d), Some(_)) => {
-            return Err(format!("objectType {} does not match the ARN", d.as_str()));
+            return Err((
+                "objectType",
+                format!("{} does not match the ARN", d.as_str()),
+            ));
         }
     };
     Ok((kind, arn.map(|a| a.region.to_owned())))
@@ -741,6 +879,12 @@ pub fn check_file_name(file: &str) -> Result<(), String> {
             _ => {}
         }
     }
+    // The kubelet's atomic writer, which the driver uses and whose layout
+    // the provider writes too, keeps `..data` and `..<timestamp>` entries at
+    // the top; the driver refuses such names as well.
+    if file.starts_with("..") {
+        return Err("must not start with \"..\" (names the atomic writer keeps for itself)".into());
+    }
     Ok(())
 }
 
@@ -752,74 +896,109 @@ fn parse_file_permission(v: Option<&Scalar>) -> Result<Option<u32>, String> {
     if v.len() == 4 && v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         u32::from_str_radix(v, 8)
             .map(|m| Some(m & 0o777))
-            .map_err(|_| format!("filePermission {v:?} is not valid"))
+            .map_err(|_| format!("\"{v}\" is not valid"))
     } else {
         Err(format!(
-            "filePermission {:?} must be four octal digits, e.g. \"0600\"",
+            "\"{}\" must be four octal digits, e.g. \"0600\"",
             shorten(v)
         ))
     }
 }
 
 /// ASCP's duplicate rules, and one of ours: no two files with one name.
-fn check_duplicates(specs: &[ObjectSpec], errors: &mut Vec<String>) {
-    let mut seen_names: HashMap<&str, (&Option<String>, &Option<String>)> = HashMap::new();
-    let mut seen_aliases: HashSet<&str> = HashSet::new();
+/// Runs over every draft, invalid ones included.
+fn check_duplicates(specs: &[ObjectSpec], problems: &mut Vec<Problem>) {
+    type Seen<'a> = (usize, &'a Option<String>, &'a Option<String>);
+    let mut seen_names: HashMap<&str, Seen<'_>> = HashMap::new();
+    let mut seen_aliases: HashMap<&str, usize> = HashMap::new();
+    // Files whose collision a duplicate rule already explains.
+    let mut explained: HashSet<(usize, &str)> = HashSet::new();
+    let used_by = |first: usize| format!("is already used by object #{}", first + 1);
     for spec in specs {
-        if let Some((alias, label)) = seen_names.get(spec.name.as_str()) {
-            let same_alias = spec.alias.is_some() && spec.alias == **alias;
-            let same_label = spec.label.is_some() && spec.label == **label;
-            let neither = |a: &Option<String>, l: &Option<String>| a.is_none() && l.is_none();
-            let duplicate = (same_alias && spec.label.is_none() && label.is_none())
-                || (spec.alias.is_none() && alias.is_none() && same_label)
-                || (same_alias && same_label)
-                || (neither(&spec.alias, &spec.label) && neither(alias, label));
-            if duplicate {
-                errors.push(format!(
-                    "object {}: duplicate objectName with the same objectAlias and objectVersionLabel as an earlier object",
-                    shorten(&spec.name)
-                ));
+        let at =
+            |field: &str, rule: String| Problem::object(spec.index, Some(&spec.name), field, rule);
+        if !spec.name.is_empty() {
+            if let Some((first, alias, label)) = seen_names.get(spec.name.as_str()) {
+                let same_alias = spec.alias.is_some() && spec.alias == **alias;
+                let same_label = spec.label.is_some() && spec.label == **label;
+                let neither = |a: &Option<String>, l: &Option<String>| a.is_none() && l.is_none();
+                let duplicate = (same_alias && spec.label.is_none() && label.is_none())
+                    || (spec.alias.is_none() && alias.is_none() && same_label)
+                    || (same_alias && same_label)
+                    || (neither(&spec.alias, &spec.label) && neither(alias, label));
+                if duplicate {
+                    problems.push(at(
+                        "objectName",
+                        format!(
+                            "repeats object #{} with the same objectAlias and objectVersionLabel",
+                            first + 1
+                        ),
+                    ));
+                    explained.insert((spec.index, spec.file.as_str()));
+                }
             }
+            seen_names.insert(&spec.name, (spec.index, &spec.alias, &spec.label));
         }
-        seen_names.insert(&spec.name, (&spec.alias, &spec.label));
-        if let Some(alias) = &spec.alias
-            && !seen_aliases.insert(alias)
-        {
-            errors.push(format!(
-                "object {}: objectAlias {} is already used",
-                shorten(&spec.name),
-                shorten(alias)
-            ));
+        if let Some(alias) = &spec.alias {
+            if let Some(first) = seen_aliases.get(alias.as_str()) {
+                let rule = format!("{} {}", shorten(alias), used_by(*first));
+                problems.push(at("objectAlias", rule));
+                explained.insert((spec.index, spec.file.as_str()));
+            } else {
+                seen_aliases.insert(alias, spec.index);
+            }
         }
         for j in &spec.jmes {
-            let entry_alias = j.alias.as_str();
-            if !seen_aliases.insert(entry_alias) {
-                errors.push(format!(
-                    "object {}: jmesPath objectAlias {} is already used",
-                    shorten(&spec.name),
-                    shorten(entry_alias)
-                ));
+            if let Some(first) = seen_aliases.get(j.alias.as_str()) {
+                let rule = format!("{} {}", shorten(&j.alias), used_by(*first));
+                problems.push(at("jmesPath objectAlias", rule));
+                explained.insert((spec.index, j.file.as_str()));
+            } else {
+                seen_aliases.insert(&j.alias, spec.index);
             }
         }
     }
-    if !errors.is_empty() {
-        return;
-    }
-    let mut files: HashSet<&str> = HashSet::new();
+    let mut files: HashMap<&str, usize> = HashMap::new();
     for spec in specs {
-        for file in std::iter::once(&spec.file).chain(spec.jmes.iter().map(|j| &j.file)) {
-            if !files.insert(file) {
-                errors.push(format!(
-                    "object {}: file name {} is produced by another object too",
-                    shorten(&spec.name),
-                    shorten(file)
-                ));
+        let own_field = if spec.alias.is_some() {
+            "objectAlias"
+        } else {
+            "objectName"
+        };
+        let produced = std::iter::once((own_field, &spec.file))
+            .chain(spec.jmes.iter().map(|j| ("jmesPath objectAlias", &j.file)));
+        for (field, file) in produced {
+            // Names that are bad on their own are reported as such.
+            if check_file_name(file).is_err() {
+                continue;
+            }
+            match files.get(file.as_str()) {
+                Some(first) if !explained.contains(&(spec.index, file.as_str())) => {
+                    problems.push(Problem::object(
+                        spec.index,
+                        Some(&spec.name),
+                        field,
+                        format!(
+                            "file name {} is produced by object #{} too",
+                            shorten(file),
+                            first + 1
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    files.insert(file, spec.index);
+                }
             }
         }
     }
 }
 
-/// Names in messages are cut to a readable length.
+/// Names in messages are cut to a readable length and escaped.
 fn shorten(s: &str) -> String {
-    crate::text::truncate(s, 200)
+    shorten_to(s, 200)
+}
+
+fn shorten_to(s: &str, max: usize) -> String {
+    crate::text::escape_bounded(s, max)
 }
