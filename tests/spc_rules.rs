@@ -11,7 +11,8 @@
 use ascp::error::Error;
 use ascp::spc::objects::{self, Arn, MAX_OBJECTS, check_file_name, check_regions};
 use ascp::spc::{
-    self, Attributes, MAX_ATTRIBUTES_BYTES, MountParams, ObjectSpec, PathTranslation, Warning, keys,
+    self, Attributes, MAX_ATTRIBUTES_BYTES, MountParams, ObjectSpec, PathTranslation, Place,
+    Warning, keys,
 };
 use ascp::store::{AddressPreference, StoreKind};
 
@@ -1684,4 +1685,481 @@ fn jmes_path_selects_strings_only_and_never_echoes_the_value() {
     assert!(!e.contains("s3cr3t"), "{e}");
     let binary = SecretBytes::from(vec![0xff, 0xfe, 0x00]);
     assert!(extract(&binary, "a").unwrap_err().contains("not UTF-8"));
+}
+
+// ---------------------------------------------------------------------------
+// Beyond ASCP: control characters, `..` file names
+// ---------------------------------------------------------------------------
+
+/// YAML double-quoted escapes of C0, DEL and C1 characters, with the code
+/// point each must be reported as.
+const CONTROLS: [(&str, &str); 8] = [
+    ("\\n", "U+000A"),
+    ("\\r", "U+000D"),
+    ("\\t", "U+0009"),
+    ("\\0", "U+0000"),
+    ("\\x1b", "U+001B"),
+    ("\\x7f", "U+007F"),
+    ("\\u0085", "U+0085"),
+    ("\\u009f", "U+009F"),
+];
+
+#[test]
+fn control_characters_in_names_and_aliases_are_refused() {
+    let with_failover = |name: &str, alias: &str, jmes_alias: &str, failover: &str| {
+        format!(
+            "- objectName: \"{name}\"\n  objectType: secretsmanager\n  objectAlias: \"{alias}\"\n  jmesPath:\n    - path: key\n      objectAlias: \"{jmes_alias}\"\n  failoverObject:\n    objectName: \"{failover}\"\n"
+        )
+    };
+    for (escape, code) in CONTROLS {
+        let bad = format!("a{escape}b");
+        for (yaml, field) in [
+            (with_failover(&bad, "al", "jm", "fo"), "objectName"),
+            (with_failover("db", &bad, "jm", "fo"), "objectAlias"),
+            (
+                with_failover("db", "al", &bad, "fo"),
+                "jmesPath entry #1 objectAlias",
+            ),
+            (
+                with_failover("db", "al", "jm", &bad),
+                "failoverObject objectName",
+            ),
+        ] {
+            let e = errs(&yaml);
+            assert_eq!(e.len(), 1, "{escape} in {field}: {e:#?}");
+            assert_error(
+                &e,
+                &[&format!("{field} contains the control character {code}")],
+            );
+            assert!(
+                !e[0].chars().any(char::is_control),
+                "the message escapes it: {:?}",
+                e[0]
+            );
+        }
+    }
+    // The valid side: any printable name, Unicode and spaces included, as
+    // ASCP accepts them (AWS decides whether such a name exists).
+    let s = ok(&with_failover("café ключ/名前", "a b", "ü", "db-dr ☃"));
+    assert_eq!(s[0].name, "café ключ/名前");
+    assert_eq!(s[0].file, "a b");
+    assert_eq!(s[0].jmes[0].file, "ü");
+    assert_eq!(s[0].failover.as_ref().unwrap().name, "db-dr ☃");
+}
+
+#[test]
+fn file_names_starting_with_dot_dot_are_refused() {
+    // What the kubelet's atomic writer keeps at the top of a volume, and
+    // anything else starting with `..`, as the driver refuses.
+    for bad in [
+        "..data",
+        "..data_tmp",
+        "..2024_01_01_00_00_00.123",
+        "...",
+        "..x/y",
+    ] {
+        let e = check_file_name(bad).unwrap_err();
+        assert!(e.contains("must not start with \"..\""), "{bad}: {e}");
+        let yaml =
+            format!("- objectName: db\n  objectType: secretsmanager\n  objectAlias: \"{bad}\"\n");
+        let e = errs_with(&yaml, PathTranslation::Off, false);
+        assert_error(
+            &e,
+            &[
+                "object db (#1)",
+                "objectAlias file name",
+                "must not start with",
+            ],
+        );
+    }
+    // An unaliased name and a jmesPath alias alike.
+    rejects(
+        "- objectName: ..data\n  objectType: secretsmanager\n",
+        &["object ..data (#1)", "objectName file name ..data"],
+    );
+    rejects(
+        "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n    - path: k\n      objectAlias: ..data\n",
+        &[
+            "jmesPath entry #1 objectAlias file name ..data",
+            "must not start with",
+        ],
+    );
+    // The valid side: only the first element counts (nested names cannot
+    // meet the writer's entries), and dots elsewhere are ordinary.
+    for good in [
+        ".data",
+        "a..b",
+        "a/..data",
+        "certs/..2024",
+        ".hidden/..x",
+        "a/b..",
+    ] {
+        assert!(check_file_name(good).is_ok(), "{good}");
+    }
+    let s = parse_with(
+        "- objectName: db\n  objectType: secretsmanager\n  objectAlias: certs/..data\n",
+        PathTranslation::Off,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s[0].file, "certs/..data");
+}
+
+// ---------------------------------------------------------------------------
+// Every problem at once
+// ---------------------------------------------------------------------------
+
+#[test]
+fn an_invalid_object_still_enters_the_duplicate_rules() {
+    // The first object has a bad field; its alias still counts.
+    let e = errs(
+        "- objectName: db\n  objectType: secretsmanager\n  objectAlias: shared\n  filePermission: \"644\"\n- objectName: api\n  objectType: secretsmanager\n  objectAlias: shared\n",
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_error(&e, &["object db (#1): filePermission \"644\""]);
+    assert_error(
+        &e,
+        &["object api (#2): objectAlias shared is already used by object #1"],
+    );
+    // An entry without objectName: its alias and jmesPath aliases count.
+    let e = errs(
+        "- objectType: secretsmanager\n  objectAlias: a\n  jmesPath:\n    - path: k\n      objectAlias: b\n- objectName: x\n  objectType: secretsmanager\n  objectAlias: b\n- objectName: y\n  objectType: secretsmanager\n  objectAlias: a\n",
+    );
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert_error(&e, &["object #1: objectName is required"]);
+    assert_error(
+        &e,
+        &["object x (#2): objectAlias b is already used by object #1"],
+    );
+    assert_error(
+        &e,
+        &["object y (#3): objectAlias a is already used by object #1"],
+    );
+    // The duplicate-name rule runs over invalid objects too.
+    let e = errs(
+        "- objectName: db\n  objectType: secretsmanager\n  filePermission: bad\n- objectName: db\n  objectType: secretsmanager\n",
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_error(&e, &["object db (#2): objectName repeats object #1"]);
+    // The valid side: distinct aliases beside an invalid object are fine.
+    let e = errs(
+        "- objectName: db\n  objectType: secretsmanager\n  objectAlias: a\n  filePermission: bad\n- objectName: api\n  objectType: secretsmanager\n  objectAlias: b\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+}
+
+/// A bad parameter, a bad field, a duplicate alias (on the object with the
+/// bad field) and an ARN in another region than the class's.
+const FOUR_PROBLEMS: &str = "- objectName: db\n  objectType: secretsmanager\n  objectAlias: shared\n  filePermission: \"644\"\n- objectName: api\n  objectType: secretsmanager\n  objectAlias: shared\n- objectName: arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf\n  objectAlias: x\n";
+
+const FOUR_EXPECTED: [&str; 4] = [
+    "parameter pathTranslation: \"ab\" must be \"False\" or a single character",
+    "object db (#1): filePermission \"644\" must be four octal digits, e.g. \"0600\"",
+    "object api (#2): objectAlias shared is already used by object #1",
+    "object arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf (#3): objectName the ARN's region eu-west-1 must match the region us-east-1",
+];
+
+#[test]
+fn four_problems_of_four_kinds_are_reported_together() {
+    let a = attrs(&[
+        (keys::REGION, "us-east-1"),
+        (keys::PATH_TRANSLATION, "ab"),
+        (keys::OBJECTS, FOUR_PROBLEMS),
+    ]);
+    let problems = MountParams::check(&a, None).unwrap_err();
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, FOUR_EXPECTED);
+    assert_eq!(
+        problems[1].place,
+        Place::Object {
+            index: 0,
+            name: Some("db".into()),
+            field: "filePermission".into()
+        }
+    );
+    assert_eq!(problems[0].place, Place::Parameter(keys::PATH_TRANSLATION));
+    // A Mount gets them all in one InvalidArgument.
+    let e = MountParams::from_attributes(&a).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let Error::Class { problems } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(problems, &FOUR_EXPECTED);
+    assert!(
+        e.to_string()
+            .starts_with("invalid SecretProviderClass: 4 problem(s): "),
+        "{e}"
+    );
+    // The valid side: the same class fixed has none.
+    let fixed = FOUR_PROBLEMS
+        .replace("\"644\"", "\"0644\"")
+        .replacen("objectAlias: shared", "objectAlias: one", 1)
+        .replace("eu-west-1", "us-east-1");
+    let p = MountParams::check(
+        &attrs(&[(keys::REGION, "us-east-1"), (keys::OBJECTS, &fixed)]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.objects.len(), 3);
+}
+
+#[test]
+fn every_parameter_problem_is_reported_with_the_objects() {
+    let a = attrs(&[
+        (keys::REGION, "US_EAST"),
+        (keys::FAILOVER_REGION, "eu west"),
+        (keys::PATH_TRANSLATION, "ab"),
+        (keys::USE_POD_IDENTITY, "yes"),
+        (keys::ASSUME_ROLE_ARN, "arn:aws:iam::1:user/x"),
+        (keys::OBJECTS, "- objectName: db\n  objectType: vault\n"),
+    ]);
+    let problems = MountParams::check(&a, None).unwrap_err();
+    let places: Vec<&Place> = problems.iter().map(|p| &p.place).collect();
+    assert_eq!(
+        places,
+        [
+            &Place::Parameter(keys::REGION),
+            &Place::Parameter(keys::FAILOVER_REGION),
+            &Place::Parameter(keys::PATH_TRANSLATION),
+            &Place::Parameter(keys::USE_POD_IDENTITY),
+            &Place::Parameter(keys::ASSUME_ROLE_ARN),
+            &Place::Object {
+                index: 0,
+                name: Some("db".into()),
+                field: "objectType".into()
+            },
+        ]
+    );
+    // A missing objects parameter is one problem among the others.
+    let problems = MountParams::check(&attrs(&[(keys::PATH_TRANSLATION, "ab")]), None).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert_eq!(problems[1].place, Place::Parameter(keys::OBJECTS));
+}
+
+#[test]
+fn a_known_region_checks_arn_regions_with_everything_else() {
+    let arn = "- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:db\n  objectAlias: db\n  failoverObject:\n    objectName: arn:aws:secretsmanager:us-west-2:123456789012:secret:db\n";
+    let with = |pairs: &[(&str, &str)], region: Option<&str>| {
+        let mut all = vec![(keys::OBJECTS, arn)];
+        all.extend_from_slice(pairs);
+        MountParams::check(&attrs(&all), region)
+    };
+    let failover = [(keys::FAILOVER_REGION, "us-west-2")];
+    // The class names none: the caller's region is checked as its own.
+    assert!(with(&failover, Some("us-east-1")).is_ok());
+    assert!(
+        with(&failover, None).is_ok(),
+        "no region known: not checked"
+    );
+    let e = with(&failover, Some("eu-west-1")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_error(
+        &e.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        &["objectName the ARN's region us-east-1 must match the region eu-west-1"],
+    );
+    let e = with(&failover, Some("Not A Region")).unwrap_err();
+    assert_eq!(e[0].place, Place::Parameter(keys::REGION), "{e:#?}");
+    let e = with(&failover, Some("us-west-2")).unwrap_err();
+    assert_eq!(
+        e[0].place,
+        Place::Parameter(keys::FAILOVER_REGION),
+        "{e:#?}"
+    );
+    // The class's own region wins over the caller's.
+    assert!(
+        with(
+            &[(keys::REGION, "us-east-1"), failover[0]],
+            Some("eu-west-1")
+        )
+        .is_ok()
+    );
+    // The failover object's ARN against the failover region.
+    let e = with(&[(keys::FAILOVER_REGION, "eu-west-1")], Some("us-east-1")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].to_string().contains("failoverObject objectName"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn a_region_resolved_later_brings_every_region_problem_at_once() {
+    let yaml = "- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:db\n- objectName: arn:aws:ssm:us-east-1:123456789012:parameter/p\n";
+    let p = MountParams::from_attributes(&attrs(&[
+        (keys::OBJECTS, yaml),
+        (keys::FAILOVER_REGION, "eu-west-1"),
+    ]))
+    .unwrap();
+    assert!(p.check_resolved_region("us-east-1").is_ok());
+    let e = p.check_resolved_region("eu-west-1").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let Error::Class { problems } = &e else {
+        panic!("{e:?}")
+    };
+    // The failover region equal to the node's, and both ARNs.
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("parameter failoverRegion: eu-west-1 is also the primary region")
+    );
+    assert!(
+        problems[1].contains("object arn:aws:secretsmanager"),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[2].contains("object arn:aws:ssm"),
+        "{}",
+        problems[2]
+    );
+    // A node label that is no region name.
+    let e = p.check_resolved_region("x\ny").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("parameter region: \"x\\ny\" is not a region name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn problems_name_their_place_bounded_and_escaped() {
+    let p = spc::Problem::object(2, Some("a\nb"), "objectAlias", "is bad");
+    assert_eq!(p.to_string(), "object a\\nb (#3): objectAlias is bad");
+    let p = spc::Problem::object(0, None, "", "empty (null) entry");
+    assert_eq!(p.to_string(), "object #1: empty (null) entry");
+    let p = spc::Problem::object(0, Some(""), "objectName", "is required");
+    assert_eq!(p.to_string(), "object #1: objectName is required");
+    assert_eq!(
+        spc::Problem::parameter(keys::REGION, "is bad").to_string(),
+        "parameter region: is bad"
+    );
+    assert_eq!(
+        spc::Problem::objects("too many").to_string(),
+        "objects: too many"
+    );
+    let long = "n".repeat(5000);
+    let p = spc::Problem::object(0, Some(&long), "objectName", "is bad");
+    assert!(p.to_string().len() < 300, "{p}");
+    // A class with hundreds of problems still makes a short Mount error.
+    let many: String = (0..MAX_OBJECTS)
+        .map(|i| {
+            format!(
+                "- objectName: {}{i}\n  objectType: vault\n",
+                "n".repeat(150)
+            )
+        })
+        .collect();
+    let e = MountParams::from_attributes(&attrs(&[(keys::OBJECTS, &many)])).unwrap_err();
+    let Error::Class { problems } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(problems.len(), MAX_OBJECTS);
+    let m = e.to_string();
+    assert!(m.len() < 4096, "{} bytes", m.len());
+    assert!(
+        m.contains(&format!("{MAX_OBJECTS} problem(s)")) && m.contains("more"),
+        "{m}"
+    );
+}
+
+#[test]
+fn the_unknown_address_type_warning_is_logged_once_per_mount() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for (pod_identity, value) in [("true", "bogus"), ("false", "bogus"), ("true", "IPv6")] {
+            params(&[
+                (keys::SPC, "web\nsecrets"),
+                (keys::USE_POD_IDENTITY, pod_identity),
+                (keys::PREFERRED_ADDRESS_TYPE, value),
+            ])
+            .unwrap();
+        }
+    });
+    let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("WARN"), "{log}");
+    assert!(
+        lines[0].contains("preferredAddressType: \"bogus\""),
+        "{log}"
+    );
+    assert!(lines[0].contains("spc=web\\nsecrets"), "{log}");
+}
+
+// ---------------------------------------------------------------------------
+// Through the provider's socket
+// ---------------------------------------------------------------------------
+
+mod support;
+
+#[tokio::test]
+async fn a_mount_reports_all_four_problems_and_touches_nothing() {
+    use support::memory::{Harness, request};
+
+    let mut h = Harness::start(false).await;
+    let target = tempfile::tempdir().unwrap();
+    std::fs::write(target.path().join("keep"), "x").unwrap();
+    let req = request(
+        target.path(),
+        FOUR_PROBLEMS,
+        &[(keys::PATH_TRANSLATION, "ab")],
+    );
+    let status = h.mount(req).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        status.message()
+    );
+    let m = status.message();
+    assert!(
+        m.starts_with("invalid SecretProviderClass: 4 problem(s): "),
+        "{m}"
+    );
+    for problem in FOUR_EXPECTED {
+        assert!(m.contains(problem), "{problem:?} not in {m}");
+    }
+    // Nothing fetched, nothing written.
+    assert!(h.backend.regions.lock().unwrap().is_empty());
+    let names: Vec<_> = std::fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"]);
+
+    // A forged log line in a name reaches the driver escaped.
+    let req = request(
+        target.path(),
+        "- objectName: \"db\\nINFO mount finished\"\n  objectType: secretsmanager\n",
+        &[],
+    );
+    let status = h.mount(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(!status.message().contains('\n'), "{}", status.message());
+    assert!(
+        status.message().contains(
+            "object db\\nINFO mount finished (#1): objectName contains the control character U+000A"
+        ),
+        "{}",
+        status.message()
+    );
+    h.stop().await;
 }
