@@ -469,6 +469,52 @@ async fn pod_identity_through_the_agent_over_ipv4_then_ipv6() {
         &["Pod Identity", &closed_url],
     );
     assert!(files(&dir).is_empty());
+
+    // preferredAddressType none of ipv4, ipv6, auto: auto, as ASCP, with one
+    // warning line (the IPv4 agent is down here: IPv4, then IPv6). Under
+    // IRSA it is never read: no warning, no failure.
+    let lenient = world
+        .ascp(
+            &[&format!("--pod-identity-endpoint-ipv4={closed_url}")],
+            "info",
+        )
+        .await;
+    let bogus = [
+        ("region", REGION),
+        ("objects", objects),
+        ("usePodIdentity", "true"),
+        ("preferredAddressType", "bogus"),
+    ];
+    let dir = target(&lenient, "bogus");
+    expect_ok(
+        lenient.mount(request(&dir, SA, &bogus, Some(&token))).await,
+        &lenient,
+    );
+    assert_eq!(read(&dir, "web_db"), "from-pod-identity");
+    assert_eq!(world.agent6.calls(), 3);
+    let irsa_bogus = [
+        ("region", REGION),
+        ("objects", objects),
+        ("preferredAddressType", "bogus"),
+    ];
+    let dir = target(&lenient, "bogus-irsa");
+    expect_ok(
+        lenient
+            .mount(request(&dir, SA, &irsa_bogus, Some(&token)))
+            .await,
+        &lenient,
+    );
+    assert_eq!(world.agent6.calls(), 3, "IRSA asks no agent");
+    let log = lenient.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("preferredAddressType"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("\"bogus\" is not one of"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
