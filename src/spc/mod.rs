@@ -36,10 +36,11 @@
 //! returns every [`Problem`], each naming its parameter, or its object and
 //! field. [`MountParams::from_attributes`] is that check for a Mount: the
 //! problems become one bounded [`Error::Class`], and each warning is logged
-//! once. When the region comes from the pod's node, ARN regions are checked
-//! after the lookup by [`MountParams::check_resolved_region`]; a class that
-//! already failed offline causes no lookup, so its ARN regions wait for the
-//! next attempt.
+//! once. When the region comes from elsewhere (`AWS_REGION`, the pod's
+//! node), ARN regions can only be checked once it is known:
+//! [`MountParams::check_resolved_region`] gives every problem it brings in
+//! one error. A class that already failed offline causes no lookup, so its
+//! ARN regions wait for the next attempt.
 
 pub mod objects;
 
