@@ -1578,6 +1578,18 @@ fn hostile_scalars_are_shortened_in_messages() {
     let e = errs(&yaml);
     assert!(e.iter().all(|m| m.len() < 600), "{}", e[0].len());
     assert_error(&e, &["object db", "objectType"]);
+    // Parser messages that quote the document are escaped too.
+    for raw in [
+        "- objectName: a\u{1b}[31mred\r\n",
+        "- objectName: a\0b\n",
+        "- [\u{85}\n",
+    ] {
+        let e = errs(raw);
+        assert!(
+            e.iter().all(|m| !m.chars().any(char::is_control)),
+            "{raw:?}: {e:?}"
+        );
+    }
 }
 
 #[test]

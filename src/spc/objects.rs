@@ -503,13 +503,14 @@ pub(super) fn region_problems(
 }
 
 fn yaml_error(e: &serde_saphyr::Error) -> String {
-    // The parser's message may quote the document; keep it short and one line.
+    // The parser's message may quote the document; keep it short, one line
+    // and escaped.
     let msg = e.to_string();
     let line = msg
         .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("parse error");
-    line.chars().take(300).collect()
+    shorten_to(line, 300)
 }
 
 /// One entry's problems, each naming the entry and the field.
