@@ -193,8 +193,9 @@ pub enum Place {
 /// One broken rule of a SecretProviderClass.
 ///
 /// Displayed as `parameter KEY: RULE`, `objects: RULE` or
-/// `object NAME (#N): FIELD RULE`, which reads as a sentence. Names are bounded and escaped; no secret
-/// value is ever part of a class, so none can appear here.
+/// `object NAME (#N): FIELD RULE`, which reads as a sentence. Names and the
+/// values quoted in rules are bounded and escaped; a class holds names, never
+/// secret values, so none can appear here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Where.
