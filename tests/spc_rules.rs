@@ -172,7 +172,7 @@ fn attributes_debug_shows_keys_only() {
 }
 
 #[test]
-fn ten_megabytes_of_attributes_are_rejected_quickly() {
+fn ten_megabytes_of_attributes_are_rejected_at_the_limit() {
     let big = format!(r#"{{"objects":"{}"}}"#, "a".repeat(10 * 1024 * 1024));
     let e = hostile("10 MB attributes", || Attributes::parse(&big)).unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -1412,7 +1412,7 @@ fn repeated_keys_keep_the_last_value_as_in_ascp() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn ten_thousand_objects_are_refused_quickly() {
+fn ten_thousand_objects_are_refused_by_a_limit() {
     let mut yaml = String::new();
     for i in 0..10_000 {
         yaml.push_str(&format!(
@@ -1457,7 +1457,7 @@ fn too_many_files_are_refused() {
 }
 
 #[test]
-fn oversized_objects_yaml_is_refused_quickly() {
+fn oversized_objects_yaml_is_refused_by_a_limit() {
     let yaml = format!(
         "- objectName: db\n  objectType: secretsmanager\n  comment: \"{}\"\n",
         "x".repeat(10 * 1024 * 1024)
@@ -1468,7 +1468,7 @@ fn oversized_objects_yaml_is_refused_quickly() {
 }
 
 #[test]
-fn deeply_nested_yaml_is_refused_quickly() {
+fn deeply_nested_yaml_is_refused_by_a_limit() {
     for (what, yaml) in [
         ("flow [", "[".repeat(10_000)),
         (
@@ -1498,7 +1498,7 @@ fn deeply_nested_yaml_is_refused_quickly() {
 }
 
 #[test]
-fn yaml_alias_bombs_are_refused_quickly() {
+fn yaml_alias_bombs_are_refused_by_a_limit() {
     let laughs = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
     // As the objects list itself, and hidden in an ignored field.
     let as_list = String::from(
@@ -1603,7 +1603,7 @@ fn every_error_is_reported_not_only_the_first() {
 }
 
 #[test]
-fn the_largest_class_the_limits_allow_is_accepted_quickly() {
+fn the_largest_class_the_limits_allow_is_accepted() {
     // Every object with every field and a failoverObject, and as many
     // jmesPath entries as the file limit leaves: the YAML caps must not
     // refuse what the object and file caps allow.
@@ -1627,7 +1627,7 @@ fn the_largest_class_the_limits_allow_is_accepted_quickly() {
 }
 
 #[test]
-fn documents_over_the_node_cap_are_refused_quickly() {
+fn documents_over_the_node_cap_are_refused_by_a_limit() {
     let many = format!(
         "- objectName: a\n  objectType: secretsmanager\n  extra: [{}]\n",
         vec!["x"; objects::MAX_YAML_NODES].join(",")
