@@ -720,6 +720,11 @@ pub fn check_file_name(file: &str) -> Result<(), String> {
     if file.is_empty() {
         return Err("is empty".into());
     }
+    // Reserved for the atomic-writer layout (`..data`, `..<timestamp>`);
+    // the driver refuses such names too.
+    if file.starts_with("..") {
+        return Err("must not start with \"..\"".into());
+    }
     if file.contains('\0') {
         return Err("contains a NUL byte".into());
     }
