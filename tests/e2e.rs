@@ -12,7 +12,7 @@ use std::time::Duration;
 use ascp::proto::{MountRequest, MountResponse};
 use aws_sdk_ssm::types::ParameterType;
 use support::ascp_process::AscpProcess;
-use support::driver_layout::{DriverFile, write_like_the_driver};
+use support::driver_layout::{files_of, write_like_the_driver};
 use support::eks_auth::{EksAuthBehavior, EksAuthStub};
 use support::kube_api::{KubeApiStub, KubeMode};
 use support::pod_identity_agent::{AgentBehavior, AgentStub};
@@ -187,19 +187,6 @@ fn files(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-/// The files of a driver-writes response, as the driver writes them.
-fn driver_files(response: &MountResponse) -> Vec<DriverFile<'_>> {
-    response
-        .files
-        .iter()
-        .map(|f| DriverFile {
-            path: &f.path,
-            mode: f.mode as u32,
-            contents: &f.contents,
-        })
-        .collect()
 }
 
 fn version_of<'a>(response: &'a MountResponse, id: &str) -> &'a str {
@@ -1198,7 +1185,7 @@ async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost()
             assert_eq!(world.proxy.calls(op), n, "{flags:?} first mount: {op}");
         }
         if !response.files.is_empty() {
-            write_like_the_driver(&dir, &driver_files(&response));
+            write_like_the_driver(&dir, &files_of(&response));
         }
         assert_eq!(files(&dir).len(), 65);
         assert_eq!(read(&dir, "bulk_s07"), "secret-7");
@@ -1241,7 +1228,7 @@ async fn a_driver_writes_remount_of_a_pinned_version_makes_no_aws_call() {
         &ascp,
     );
     assert_eq!(world.proxy.calls("GetSecretValue"), 1);
-    assert!(write_like_the_driver(&dir, &driver_files(&response)));
+    assert!(write_like_the_driver(&dir, &files_of(&response)));
     assert_eq!(read(&dir, "pinned_db"), "pinned-value");
 
     world.proxy.reset_counts();

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::Code;
 
 use ascp::output::{OutputFile, Step, Target, Written};
-use ascp::proto::ObjectVersion;
+use ascp::proto::{MountRequest, MountResponse, ObjectVersion};
 use ascp::secret::SecretBytes;
 
 mod support;
-use support::driver_layout::{DriverFile, write_like_the_driver};
+use support::driver_layout::{files_of, write_like_the_driver};
 use support::memory::{Answer, Harness, request};
 
 /// A fresh target directory, on tmpfs when the machine has one (the
@@ -391,25 +391,25 @@ fn seed(h: &Harness) {
         .put("/app/flag", Answer::Value("on", "3"));
 }
 
-#[tokio::test]
-async fn driver_writes_remount_reads_back_through_the_drivers_layout() {
-    let mut h = Harness::start(true).await;
+/// A first mount of `OBJECTS` into a fresh target (2 secrets fetched), and
+/// the driver's rotation remount request carrying its versions.
+async fn first_mount(
+    driver_writes: bool,
+) -> (Harness, tempfile::TempDir, MountResponse, MountRequest) {
+    let mut h = Harness::start(driver_writes).await;
     seed(&h);
     let dir = target_dir();
     let first = h.mount(request(dir.path(), OBJECTS, &[])).await.unwrap();
-    let sm = h.backend.sm("us-east-1");
-    let ssm = h.backend.ssm("us-east-1");
-    assert_eq!(sm.fetched.load(Ordering::SeqCst), 2);
-    let driver_files: Vec<DriverFile<'_>> = first
-        .files
-        .iter()
-        .map(|f| DriverFile {
-            path: &f.path,
-            mode: f.mode as u32,
-            contents: &f.contents,
-        })
-        .collect();
-    assert!(write_like_the_driver(dir.path(), &driver_files));
+    assert_eq!(h.backend.sm("us-east-1").fetched.load(Ordering::SeqCst), 2);
+    let mut again = request(dir.path(), OBJECTS, &[]);
+    again.current_object_version = first.object_version.clone();
+    (h, dir, first, again)
+}
+
+#[tokio::test]
+async fn driver_writes_remount_reads_back_through_the_drivers_layout() {
+    let (mut h, dir, first, again) = first_mount(true).await;
+    assert!(write_like_the_driver(dir.path(), &files_of(&first)));
     assert!(
         std::fs::symlink_metadata(dir.path().join("tls.crt"))
             .unwrap()
@@ -417,47 +417,30 @@ async fn driver_writes_remount_reads_back_through_the_drivers_layout() {
             .is_symlink()
     );
 
-    let mut again = request(dir.path(), OBJECTS, &[]);
-    again.current_object_version = first.object_version.clone();
     let second = h.mount(again).await.unwrap();
+    let fetched = |s: std::sync::Arc<support::memory::MemStore>| s.fetched.load(Ordering::SeqCst);
     assert_eq!(
         (
-            sm.fetched.load(Ordering::SeqCst),
-            ssm.fetched.load(Ordering::SeqCst)
+            fetched(h.backend.sm("us-east-1")),
+            fetched(h.backend.ssm("us-east-1"))
         ),
         (2, 1),
         "unchanged objects are read back through the layout, not fetched"
     );
-    let contents = |r: &ascp::proto::MountResponse| {
-        let mut v: Vec<(String, Vec<u8>)> = r
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), f.contents.clone()))
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(contents(&second), contents(&first));
+    assert_eq!(second.files, first.files);
     assert_eq!(second.object_version, first.object_version);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn provider_writes_remount_reads_back_its_own_layout() {
-    let mut h = Harness::start(false).await;
-    seed(&h);
-    let dir = target_dir();
-    let first = h.mount(request(dir.path(), OBJECTS, &[])).await.unwrap();
-    let sm = h.backend.sm("us-east-1");
-    assert_eq!(sm.fetched.load(Ordering::SeqCst), 2);
-    let mut again = request(dir.path(), OBJECTS, &[]);
-    again.current_object_version = first.object_version.clone();
+    let (mut h, dir, _, mut again) = first_mount(false).await;
     again.current_object_version.push(ObjectVersion {
         id: "other".into(),
         version: "1".into(),
     });
     h.mount(again).await.unwrap();
-    assert_eq!(sm.fetched.load(Ordering::SeqCst), 2);
+    assert_eq!(h.backend.sm("us-east-1").fetched.load(Ordering::SeqCst), 2);
     assert_eq!(
         visible(dir.path()),
         as_map(&[("tls.crt", "cert-1"), ("tls.key", "key-1"), ("flag", "on")])

@@ -156,10 +156,10 @@ impl Staging<'_> {
         for name in &self.linked {
             let _ = dirfd::unlink(self.root, name);
         }
-        if let Some(dir) = &self.dir {
-            if let Err(e) = dirfd::remove_tree(self.root, dir) {
-                warn!(dir = %dir, error = %e, "cannot remove an uncommitted data directory; the next mount will");
-            }
+        if let Some(dir) = &self.dir
+            && let Err(e) = dirfd::remove_tree(self.root, dir)
+        {
+            warn!(dir = %dir, error = %e, "cannot remove an uncommitted data directory; the next mount will");
         }
         let _ = rustix::fs::fsync(self.root);
     }
@@ -387,10 +387,10 @@ pub(super) fn write_set(
         }
     }
     observe(Step::StaleRemoved);
-    if let Some(dir) = old.dir.filter(|d| Some(d) != staging.dir.as_ref()) {
-        if let Err(e) = dirfd::remove_tree(root, &dir) {
-            warn!(dir = %dir, error = %e, "cannot remove the previous data directory; the next mount will");
-        }
+    if let Some(dir) = old.dir.filter(|d| Some(d) != staging.dir.as_ref())
+        && let Err(e) = dirfd::remove_tree(root, &dir)
+    {
+        warn!(dir = %dir, error = %e, "cannot remove the previous data directory; the next mount will");
     }
     let _ = rustix::fs::fsync(root);
     observe(Step::OldDirRemoved);

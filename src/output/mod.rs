@@ -381,6 +381,17 @@ mod tests {
             .collect()
     }
 
+    /// The listing of a layout whose data directory is `ts`, with `names`.
+    fn layout_listing(ts: &str, names: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut want: BTreeMap<String, String> = names
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        want.insert(layout::DATA.into(), format!("-> {ts}"));
+        want.insert(ts.into(), "dir".into());
+        want
+    }
+
     fn data_dir(dir: &Path) -> String {
         std::fs::read_link(dir.join(layout::DATA))
             .unwrap()
@@ -437,16 +448,14 @@ mod tests {
         assert_eq!(written, Written::Committed);
         let ts = data_dir(dir.path());
         assert!(layout::is_timestamp_dir(&ts), "{ts}");
-        let want: BTreeMap<String, String> = [
-            (layout::DATA, format!("-> {ts}")),
-            (&ts, "dir".into()),
-            ("app", "-> ..data/app".into()),
-            ("tls.crt", "-> ..data/tls.crt".into()),
-            ("tls.key", "-> ..data/tls.key".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let want = layout_listing(
+            &ts,
+            &[
+                ("app", "-> ..data/app"),
+                ("tls.crt", "-> ..data/tls.crt"),
+                ("tls.key", "-> ..data/tls.key"),
+            ],
+        );
         assert_eq!(listing(dir.path()), want);
         let mode = |p: &str| {
             std::fs::metadata(dir.path().join(p))
@@ -484,15 +493,13 @@ mod tests {
             .unwrap();
         let ts2 = data_dir(dir.path());
         assert_ne!(ts, ts2);
-        let want: BTreeMap<String, String> = [
-            (layout::DATA, format!("-> {ts2}")),
-            (&ts2, "dir".into()),
-            ("ca.crt", "-> ..data/ca.crt".into()),
-            ("tls.crt", "-> ..data/tls.crt".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let want = layout_listing(
+            &ts2,
+            &[
+                ("ca.crt", "-> ..data/ca.crt"),
+                ("tls.crt", "-> ..data/tls.crt"),
+            ],
+        );
         assert_eq!(listing(dir.path()), want);
         assert_eq!(
             std::fs::read(dir.path().join("tls.crt")).unwrap(),
@@ -583,17 +590,15 @@ mod tests {
             .unwrap();
         assert_eq!(replaced, 3);
         let ts = data_dir(dir.path());
-        let want: BTreeMap<String, String> = [
-            (layout::DATA, format!("-> {ts}")),
-            (&ts, "dir".into()),
-            ("app", "-> ..data/app".into()),
-            ("db", "-> ..data/db".into()),
-            ("planted", "-> ..data/planted".into()),
-            ("unrelated", "file".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let want = layout_listing(
+            &ts,
+            &[
+                ("app", "-> ..data/app"),
+                ("db", "-> ..data/db"),
+                ("planted", "-> ..data/planted"),
+                ("unrelated", "file"),
+            ],
+        );
         assert_eq!(listing(dir.path()), want);
         assert_eq!(std::fs::read(dir.path().join("db")).unwrap(), b"new-db");
         assert_eq!(
@@ -629,16 +634,14 @@ mod tests {
             .write_set(&[file("a", 0o644, "2")], &commit_always)
             .unwrap();
         let ts = data_dir(d);
-        let want: BTreeMap<String, String> = [
-            (layout::DATA, format!("-> {ts}")),
-            (&ts, "dir".into()),
-            ("..other", "dir".into()),
-            ("a", "-> ..data/a".into()),
-            ("c", "-> elsewhere".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let want = layout_listing(
+            &ts,
+            &[
+                ("..other", "dir"),
+                ("a", "-> ..data/a"),
+                ("c", "-> elsewhere"),
+            ],
+        );
         assert_eq!(listing(d), want);
     }
 

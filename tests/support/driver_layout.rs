@@ -17,11 +17,26 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
 use std::path::Path;
 
+use ascp::proto::MountResponse;
+
 /// One file as the driver receives it in `MountResponse.files`.
 pub struct DriverFile<'a> {
     pub path: &'a str,
     pub mode: u32,
     pub contents: &'a [u8],
+}
+
+/// The files of a driver-writes response.
+pub fn files_of(response: &MountResponse) -> Vec<DriverFile<'_>> {
+    response
+        .files
+        .iter()
+        .map(|f| DriverFile {
+            path: &f.path,
+            mode: f.mode as u32,
+            contents: &f.contents,
+        })
+        .collect()
 }
 
 /// Writes `files` into `dir` as the driver does. Returns whether anything
