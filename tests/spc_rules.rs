@@ -811,14 +811,17 @@ fn dot_dot_in_file_names_is_refused() {
         let e = errs_with(&yaml, PathTranslation::Off, false);
         assert_error(&e, &[&format!("object {bad}"), "../"]);
     }
-    // Translated, the same names are harmless single file names.
-    let s = parse_with(
+    // Translated, the same names are single file names, but a leading `..`
+    // is reserved for the atomic-writer layout (`..data`), as in the driver.
+    let e = errs_with(
         "- objectName: ../etc/passwd\n  objectType: secretsmanager\n",
         UNDERSCORE,
         false,
-    )
-    .unwrap();
-    assert_eq!(s[0].file, ".._etc_passwd");
+    );
+    assert_error(
+        &e,
+        &["file name \".._etc_passwd\"", "must not start with \"..\""],
+    );
     // Beyond ASCP: a bare `..` or `.` element is refused too.
     for bad in ["..", ".", "a/./b", "a//b"] {
         let yaml =
@@ -841,8 +844,8 @@ fn dot_dot_in_jmes_path_aliases_is_refused() {
     let yaml = "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n    - path: user\n      objectAlias: ../../user\n";
     let e = errs_with(yaml, PathTranslation::Off, false);
     assert_error(&e, &["object db", "jmesPath file name", "../"]);
-    let s = parse_with(yaml, UNDERSCORE, false).unwrap();
-    assert_eq!(s[0].jmes[0].file, ".._.._user");
+    let e = errs_with(yaml, UNDERSCORE, false);
+    assert_error(&e, &["jmesPath file name", "must not start with \"..\""]);
 }
 
 #[test]
