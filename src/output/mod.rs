@@ -70,8 +70,8 @@
 //!    ([`Step::StaleRemoved`]), then the previous data directory
 //!    ([`Step::OldDirRemoved`]).
 //!
-//! A failure in steps 1-6 removes what the mount created and leaves the
-//! target as it was. After step 6 the new set is committed: a failure to
+//! A failure in steps 1-6 removes what the mount created: the target shows
+//! what it showed before (only orphans of earlier mounts may be gone). After step 6 the new set is committed: a failure to
 //! replace a name is returned as an error (the driver retries, and the next
 //! mount finishes the job); a failure to remove a stale link or the old
 //! directory is logged and left to the next mount's step 1. A process killed
@@ -397,6 +397,12 @@ mod tests {
             .unwrap()
             .display()
             .to_string()
+    }
+
+    #[test]
+    fn a_target_can_move_into_a_blocking_task() {
+        fn send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+        send_sync_clone::<Target>();
     }
 
     #[test]
