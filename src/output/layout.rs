@@ -295,22 +295,31 @@ fn write_file(dirs: &mut Dirs, file: &OutputFile) -> io::Result<()> {
 /// an earlier provider, a foreign symlink) by the link into `..data`, in one
 /// rename, so a reader sees the old entry or the new one, never neither.
 fn replace_with_link(root: &OwnedFd, name: &str) -> io::Result<()> {
+    let directory = dirfd::kind(root, name)? == Some(FileType::Directory);
     let temp = format!("{TEMP_PREFIX}{}", fastrand::u64(..));
     rustix::fs::symlinkat(link_for(name).as_str(), root, temp.as_str())?;
-    let result = if dirfd::kind(root, name)? == Some(FileType::Directory) {
+    let result = if directory {
         // rename(2) cannot replace a directory with a link; an exchange
         // swaps them in one step, and the directory is then removed under
         // the temporary name.
         match rustix::fs::renameat_with(root, temp.as_str(), root, name, RenameFlags::EXCHANGE) {
-            Ok(()) => dirfd::remove_tree(root, &temp),
+            Ok(()) => {
+                remove_replaced(root, &temp);
+                return Ok(());
+            }
             // A file system without exchanges: move the directory aside,
-            // then rename the link in; the name is absent in between.
+            // then rename the link in (the name is absent in between), or
+            // move the directory back if that fails.
             Err(Errno::INVAL | Errno::NOSYS) => {
                 let aside = format!("{TEMP_PREFIX}{}", fastrand::u64(..));
                 rustix::fs::renameat(root, name, root, aside.as_str())
-                    .and_then(|()| rustix::fs::renameat(root, temp.as_str(), root, name))
+                    .and_then(|()| {
+                        rustix::fs::renameat(root, temp.as_str(), root, name).inspect_err(|_| {
+                            let _ = rustix::fs::renameat(root, aside.as_str(), root, name);
+                        })
+                    })
+                    .map(|()| remove_replaced(root, &aside))
                     .map_err(io::Error::from)
-                    .and_then(|()| dirfd::remove_tree(root, &aside))
             }
             Err(e) => Err(e.into()),
         }
@@ -321,6 +330,14 @@ fn replace_with_link(root: &OwnedFd, name: &str) -> io::Result<()> {
         let _ = dirfd::unlink(root, &temp);
     }
     result
+}
+
+/// Removes a directory a link replaced; what stays is an orphan for the
+/// next mount, not a failure of this one.
+fn remove_replaced(root: &OwnedFd, temp: &str) {
+    if let Err(e) = dirfd::remove_tree(root, temp) {
+        warn!(dir = %temp, error = %e, "cannot remove a replaced directory; the next mount will");
+    }
 }
 
 /// Writes `files` as the target's new set; see the parent module.
