@@ -352,6 +352,7 @@ fn print_files(dir: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
         .collect();
     names.sort();
     for name in names {

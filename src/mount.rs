@@ -19,7 +19,7 @@
 //! This module never logs a value: only names, versions, lengths and counts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -164,7 +164,7 @@ impl Mounter {
             .unwrap_or_default()
             .to_owned();
         summary.spc = attrs.get(spc::keys::SPC).unwrap_or_default().to_owned();
-        output::check_target(&target)?;
+        let target = output::Target::open(&target)?;
         let default_mode = spc::parse_permission(&request.permission)?;
         let params = MountParams::from_attributes(&attrs)?;
         summary.objects = params.objects.len();
@@ -261,7 +261,7 @@ impl Mounter {
             })
         } else {
             let t = target.clone();
-            tokio::task::spawn_blocking(move || output::write_all(&t, &files))
+            tokio::task::spawn_blocking(move || t.write_set(&files, &|| true))
                 .await
                 .map_err(|e| Error::Internal(format!("file writer stopped: {e}")))??;
             Ok(MountResponse {
@@ -288,7 +288,7 @@ async fn fetch_all(
     regions: &[String],
     stores: &[Stores],
     current: &HashMap<&str, &str>,
-    target: &Path,
+    target: &output::Target,
 ) -> Result<Vec<(SecretBytes, String)>, Error> {
     let wanted: Vec<usize> = (0..objects.len()).collect();
     let mut results = run_batches(objects, regions.len(), stores, current, &wanted, true).await;
@@ -302,7 +302,7 @@ async fn fetch_all(
             .iter()
             .any(|r| matches!(r, Some(Ok(Fetched::Unchanged { .. }))));
         if unchanged {
-            match output::read_mounted(target, &spec.file, MAX_READ_BACK_BYTES) {
+            match target.read_mounted(&spec.file, MAX_READ_BACK_BYTES) {
                 Ok(bytes) => contents[i] = Some(bytes),
                 Err(e) => {
                     warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unreadable; fetching again");

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ascp::proto::{MountRequest, MountResponse};
 use aws_sdk_ssm::types::ParameterType;
 use support::ascp_process::AscpProcess;
+use support::driver_layout::{files_of, write_like_the_driver};
 use support::eks_auth::{EksAuthBehavior, EksAuthStub};
 use support::kube_api::{KubeApiStub, KubeMode};
 use support::pod_identity_agent::{AgentBehavior, AgentStub};
@@ -179,6 +180,8 @@ fn files(dir: &Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // Not the atomic-writer layout's hidden entries.
+                .filter(|n| !n.starts_with(".."))
                 .collect()
         })
         .unwrap_or_default();
@@ -1201,6 +1204,21 @@ async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost()
                 ("DescribeSecret", 0),
             ],
         ),
+        (
+            // The driver writes the files in the atomic-writer layout; the
+            // remount reads unchanged ones back through its links.
+            vec!["--driver-writes-secrets"],
+            [
+                ("GetSecretValue", 40),
+                ("GetParameters", 3),
+                ("DescribeSecret", 0),
+            ],
+            [
+                ("GetSecretValue", 0),
+                ("GetParameters", 3),
+                ("DescribeSecret", 40),
+            ],
+        ),
     ] {
         let ascp = world.ascp(&flags, "info").await;
         world.proxy.reset_counts();
@@ -1211,6 +1229,9 @@ async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost()
         );
         for (op, n) in first {
             assert_eq!(world.proxy.calls(op), n, "{flags:?} first mount: {op}");
+        }
+        if !response.files.is_empty() {
+            write_like_the_driver(&dir, &files_of(&response));
         }
         assert_eq!(files(&dir).len(), 65);
         assert_eq!(read(&dir, "bulk_s07"), "secret-7");
@@ -1225,10 +1246,46 @@ async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost()
             assert_eq!(world.proxy.calls(op), n, "{flags:?} remount: {op}");
         }
         assert_eq!(second.object_version, response.object_version);
+        assert_eq!(second.files, response.files);
         assert_eq!(
             read(&dir, "bulk_s39"),
             "secret-39",
             "unchanged contents reused"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_writes_remount_of_a_pinned_version_makes_no_aws_call() {
+    let world = World::start().await;
+    let sm = world.sm(REGION).await;
+    let created = create_secret_string(&sm, "pinned/db", "pinned-value").await;
+    let objects = format!(
+        "- {{objectName: pinned/db, objectType: secretsmanager, objectVersion: {}}}\n",
+        created.version_id
+    );
+    let params = [("region", REGION), ("objects", objects.as_str())];
+    let token = tokens(Some(IRSA_TOKEN), None);
+    let ascp = world.ascp(&["--driver-writes-secrets"], "info").await;
+    let dir = target(&ascp, "pinned");
+    world.proxy.reset_counts();
+    let response = expect_ok(
+        ascp.mount(request(&dir, SA, &params, Some(&token))).await,
+        &ascp,
+    );
+    assert_eq!(world.proxy.calls("GetSecretValue"), 1);
+    assert!(write_like_the_driver(&dir, &files_of(&response)));
+    assert_eq!(read(&dir, "pinned_db"), "pinned-value");
+
+    world.proxy.reset_counts();
+    let mut again = request(&dir, SA, &params, Some(&token));
+    again.current_object_version = response.object_version.clone();
+    let second = expect_ok(ascp.mount(again).await, &ascp);
+    assert_eq!(
+        world.proxy.total_calls(),
+        0,
+        "the pinned version is mounted: read back, nothing asked of AWS"
+    );
+    assert_eq!(second.files, response.files);
+    assert_eq!(second.object_version, response.object_version);
 }

@@ -149,7 +149,9 @@ pub async fn run(args: &MountArgs) -> Result<String, String> {
                 contents: SecretBytes::new(f.contents.clone()),
             })
             .collect();
-        output::write_all(&target, &files).map_err(|e| e.full_message())?;
+        output::Target::open(&target)
+            .and_then(|t| t.write_set(&files, &|| true))
+            .map_err(|e| e.full_message())?;
         let _ = writeln!(
             out,
             "the driver's part: wrote {} file(s) returned by the provider",

@@ -15,11 +15,13 @@
 //!   API, EKS Pod Identity Agent and EKS Auth servers on loopback, on the
 //!   tiny HTTP server of [`stub_server`].
 //! - [`ascp_process`]: runs the real `ascp` binary and talks to it on its socket.
+//! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
 pub mod ascp_process;
+pub mod driver_layout;
 pub mod eks_auth;
 pub mod http;
 pub mod kube_api;
