@@ -316,3 +316,61 @@ impl Transaction {
         }
     }
 }
+
+// BEGIN SHIM
+// TEMPORARY: the target API of the atomic-set writer, over the functions
+// above, so that the mount compiles against it before that writer lands.
+
+/// An opened target directory.
+#[derive(Clone, Debug)]
+pub struct Target {
+    path: std::path::PathBuf,
+}
+
+/// Whether a set was made visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The set is visible.
+    Committed,
+    /// `commit` said no: nothing is visible.
+    Abandoned,
+}
+
+impl Target {
+    /// Opens the target directory.
+    pub fn open(path: &Path) -> Result<Target, Error> {
+        check_target(path)?;
+        Ok(Target {
+            path: path.to_owned(),
+        })
+    }
+
+    /// The target's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads a mounted file back.
+    pub fn read_mounted(&self, path: &str, max: usize) -> io::Result<SecretBytes> {
+        read_mounted(&self.path, path, max)
+    }
+
+    /// Writes the set if `commit` says yes.
+    pub fn write_set(
+        &self,
+        files: &[OutputFile],
+        commit: &dyn Fn() -> bool,
+    ) -> Result<Written, Error> {
+        if !commit() {
+            return Ok(Written::Abandoned);
+        }
+        write_all(&self.path, files)?;
+        Ok(Written::Committed)
+    }
+
+    /// Sets the target's mtime to now.
+    pub fn touch(&self) -> io::Result<()> {
+        File::open(&self.path)?.set_modified(std::time::SystemTime::now())
+    }
+}
+// END SHIM
