@@ -45,6 +45,7 @@ pub mod error;
 pub mod health;
 pub mod identity;
 pub mod jmes;
+pub mod kinds;
 pub mod metrics;
 pub mod mount;
 pub mod output;

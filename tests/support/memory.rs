@@ -21,7 +21,8 @@ use ascp::server::Provider;
 use ascp::error::Error;
 use ascp::secret::SecretBytes;
 use ascp::store::{
-    Backend, FailureKind, FetchItem, Fetched, PodIdentity, Store, StoreError, Stores,
+    FailureKind, FetchItem, Fetched, Identity, OpenStores, PodCredentials, PodIdentity, Store,
+    StoreError, Stores,
 };
 
 /// What an in-memory object answers.
@@ -120,7 +121,22 @@ impl MemBackend {
     }
 }
 
-impl Backend for MemBackend {
+/// Credentials that name the region they were made for, so a test can see
+/// which region's identity a store was opened with.
+fn credentials_for(region: &str) -> PodCredentials {
+    PodCredentials {
+        credentials: aws_credential_types::Credentials::new(
+            format!("AKIDMEMORY{region}"),
+            "memory-secret",
+            None,
+            None,
+            "memory",
+        ),
+        principal: format!("memory-{region}"),
+    }
+}
+
+impl Identity for MemBackend {
     fn default_region<'a>(&'a self, _pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(async move {
             self.node_region.clone().ok_or(Error::Region {
@@ -129,17 +145,29 @@ impl Backend for MemBackend {
         })
     }
 
-    fn stores<'a>(
+    fn pod_credentials<'a>(
+        &'a self,
+        _pod: &'a PodIdentity,
+    ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn region_credentials<'a>(
         &'a self,
         _pod: &'a PodIdentity,
         region: &'a str,
-    ) -> BoxFuture<'a, Result<Stores, Error>> {
-        Box::pin(async move {
-            Ok(Stores {
-                secrets_manager: self.sm(region),
-                parameter_store: self.ssm(region),
-            })
-        })
+        _shared: Option<&'a PodCredentials>,
+    ) -> BoxFuture<'a, Result<PodCredentials, Error>> {
+        Box::pin(async move { Ok(credentials_for(region)) })
+    }
+}
+
+impl OpenStores for MemBackend {
+    fn open(&self, region: &str, _credentials: &PodCredentials) -> Stores {
+        Stores {
+            secrets_manager: self.sm(region),
+            parameter_store: self.ssm(region),
+        }
     }
 }
 
@@ -165,6 +193,7 @@ impl Harness {
         let (listener, guard) = ascp::server::bind(&volume).unwrap();
         let socket = guard.path().to_owned();
         let mounter = Arc::new(Mounter::new(
+            backend.clone(),
             backend.clone(),
             MountConfig {
                 driver_writes_secrets: driver_writes,
