@@ -49,7 +49,11 @@ async fn a_panic_in_a_mount_reaches_neither_the_status_nor_the_log() {
     h.stop().await;
 
     assert_eq!(status.code(), Code::Internal);
-    assert!(!status.message().contains("exploded"), "{}", status.message());
+    assert!(
+        !status.message().contains("exploded"),
+        "{}",
+        status.message()
+    );
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("panic (payload withheld)"), "{log}");
     assert!(log.contains("mount task failed"), "{log}");

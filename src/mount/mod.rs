@@ -216,8 +216,6 @@ impl Mounter {
         summary.namespace = field(spc::keys::POD_NAMESPACE);
         summary.spc = field(spc::keys::SPC);
         let target = Target::open(Path::new(&request.target_path))?;
-        // 2. A place in the target's order, taken on arrival.
-        let ticket = ticket.insert(self.targets.arrive(target.path())).clone();
         let default_mode = spc::parse_permission(&request.permission)?;
         let params = MountParams::from_attributes(&attrs)?;
         summary.objects = params.objects.len();
@@ -227,6 +225,9 @@ impl Mounter {
             .filter(|o| o.kind == StoreKind::SecretsManager)
             .count();
         summary.parameters = summary.objects - summary.secrets;
+
+        // 2. A place in the target's order, taken on arrival.
+        let ticket = ticket.insert(self.targets.arrive(target.path())).clone();
 
         // 3. Regions.
         let regions = self.regions(&params).await?;
