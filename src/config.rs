@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::aws::FetchOptions;
+use crate::identity::pod_identity::AgentConfig;
+use crate::identity::setup::{PodIdentitySettings, Settings};
+
 /// The AWS Secrets and Configuration Provider for the Secrets Store CSI driver.
 #[derive(Debug, Parser)]
 #[command(name = "ascp", version, about, long_about = None)]
@@ -29,14 +33,7 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// Log output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -128,6 +125,51 @@ pub struct ServeArgs {
     /// secretsmanager:BatchGetSecretValue on the pod's role).
     #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub batch_get_secret_value: bool,
+}
+
+impl ServeArgs {
+    /// The identity backend's settings.
+    pub fn identity_settings(&self) -> Result<Settings, String> {
+        let pod_identity = match self.pod_identity_mode {
+            PodIdentityMode::Agent => {
+                let attempt_timeout = match self.pod_identity_http_timeout {
+                    // Go's http.Client reads 0 as "no timeout": the budget bounds it.
+                    Some(t) if t.is_zero() => self.pod_identity_retry_budget,
+                    Some(t) => t,
+                    None => AgentConfig::DEFAULT_ATTEMPT_TIMEOUT,
+                };
+                PodIdentitySettings::Agent(AgentConfig {
+                    ipv4_endpoint: self.pod_identity_endpoint_ipv4.clone(),
+                    ipv6_endpoint: self.pod_identity_endpoint_ipv6.clone(),
+                    attempt_timeout,
+                    retry_budget: self.pod_identity_retry_budget,
+                    ..AgentConfig::default()
+                })
+            }
+            PodIdentityMode::EksAuth => PodIdentitySettings::EksAuth {
+                cluster: self
+                    .cluster_name
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .ok_or("ascp: --pod-identity-mode=eks-auth needs --cluster-name")?,
+            },
+        };
+        Ok(Settings {
+            qps: self.qps,
+            burst: self.burst,
+            pod_identity,
+            cache_capacity: self.credential_cache_size,
+        })
+    }
+
+    /// The AWS store factory's options.
+    pub fn fetch_options(&self) -> FetchOptions {
+        FetchOptions {
+            max_concurrent_per_mount: self.max_concurrent_fetches_per_mount as usize,
+            max_concurrent_global: self.max_concurrent_fetches as usize,
+            batch_get_secret_value: self.batch_get_secret_value,
+        }
+    }
 }
 
 /// Where EKS Pod Identity credentials come from.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::store::{FailureKind, StoreError};
+use crate::kinds::{FailureKind, StoreError};
 
 /// Why a mount failed.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,19 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A later mount of the same target made its files visible first; this
+    /// one made nothing visible.
+    #[error("a newer mount of target {path:?} finished first; this one changed nothing")]
+    Superseded {
+        /// The target directory.
+        path: PathBuf,
+    },
+
+    /// The caller gave up (its request was dropped) before the mount
+    /// finished; nothing of it becomes visible afterwards.
+    #[error("the caller gave up before the mount finished")]
+    Cancelled,
+
     /// A bug or an unexpected state; the message says where.
     #[error("internal error: {0}")]
     Internal(String),
@@ -186,6 +199,8 @@ impl Error {
             Error::Fetch { source, .. } => kind_code(source.kind),
             Error::ResponseTooLarge { .. } => Code::ResourceExhausted,
             Error::Timeout { .. } => Code::DeadlineExceeded,
+            Error::Superseded { .. } => Code::Aborted,
+            Error::Cancelled => Code::Cancelled,
             Error::Write { .. } | Error::Internal(_) => Code::Internal,
         }
     }

@@ -55,7 +55,7 @@ impl HealthState {
     /// Whether the provider socket answers a gRPC health check.
     pub async fn is_live(&self) -> bool {
         let probe = async {
-            let channel = crate::cli::mount::connect(&self.socket, Duration::from_secs(2))
+            let channel = crate::server::connect(&self.socket, Duration::from_secs(2))
                 .await
                 .ok()?;
             let answer = HealthClient::new(channel)

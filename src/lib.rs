@@ -6,23 +6,27 @@
 //! `Mount` travels through these modules, in this order:
 //!
 //! - [`server`]: binds `<provider-volume>/aws.sock`, serves the driver's
-//!   `v1alpha1.CSIDriverProvider` API ([`proto`]), isolates each request and
-//!   shuts down gracefully.
-//! - [`mount`]: orchestrates one mount: attributes → identity → fetch → files.
-//!   It owns the all-or-nothing rule: every object is fetched before anything
-//!   is written.
+//!   `v1alpha1.CSIDriverProvider` API ([`proto`]), isolates each request,
+//!   tells a mount when its caller gave up, and shuts down gracefully.
+//! - [`mount`]: orchestrates one mount, top to bottom: offline checks →
+//!   the target's order (newest wins) → regions → identity → fetch per
+//!   region → the failover rule per object → files → delivery. It owns the
+//!   all-or-nothing rule: every object is fetched before anything is
+//!   written.
 //! - [`spc`]: turns the request's attributes and the SecretProviderClass
 //!   `objects` YAML into typed, validated descriptors, and decides file names
 //!   and modes. All input here is hostile and bounded.
-//! - [`store`]: the contract every secret store implements (fetch a list of
-//!   objects in one region), and the [`store::Backend`] that hands a mount the
-//!   stores acting with the pod's identity.
+//! - [`store`]: the contracts a mount calls through: [`store::Identity`]
+//!   (the pod's region and credentials), [`store::OpenStores`] (a region's
+//!   stores for those credentials) and [`store::Store`] (fetch a list of
+//!   objects in one region).
 //! - [`identity`]: the pod's identity: the driver's service-account token
 //!   → IRSA (STS AssumeRoleWithWebIdentity) or EKS Pod Identity (agent or
 //!   EKS Auth), optional role chaining, a credential cache; the pod's region
-//!   from its node. Implements [`store::Backend`].
+//!   from its node. Implements [`store::Identity`].
 //! - [`aws`]: the Secrets Manager and Parameter Store stores on the AWS SDK:
-//!   concurrent and batched reads, the rotation check, error classification.
+//!   concurrent and batched reads, the rotation check, error classification;
+//!   its store factory implements [`store::OpenStores`].
 //! - [`jmes`]: extracts JSON keys with JMESPath, bounded in size and depth.
 //! - [`output`]: writes the files atomically inside the target directory
 //!   without ever following a symlink, or hands them to the driver.
@@ -37,6 +41,14 @@
 //! - [`signals`]: the shutdown future.
 //! - [`telemetry`]: logging set-up and the panic hook.
 //! - [`text`]: bounding text before it reaches a message.
+//! - [`kinds`]: which store an object lives in and how a call failed, shared
+//!   by every layer.
+//!
+//! Imports run downward: `main` → `config`/`cli`/`health` → `server` →
+//! `mount` → `identity` → `aws` → `output` → `spc` → `store` → `error` →
+//! `kinds`, with `jmes`, `metrics`, `secret` and `text` usable from
+//! anywhere. A module never imports one above it, and no two modules import
+//! each other.
 
 pub mod aws;
 pub mod cli;
@@ -45,6 +57,7 @@ pub mod error;
 pub mod health;
 pub mod identity;
 pub mod jmes;
+pub mod kinds;
 pub mod metrics;
 pub mod mount;
 pub mod output;

@@ -45,9 +45,10 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let env_region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty());
-    let backend = build_backend(&args).await?;
+    let (identity, stores) = build_backend(&args).await?;
     let mounter = Arc::new(ascp::mount::Mounter::new(
-        backend,
+        identity,
+        stores,
         ascp::mount::MountConfig {
             driver_writes_secrets: args.driver_writes_secrets,
             env_region,
@@ -98,10 +99,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     result.map_err(|e| format!("ascp: server failed: {e}"))
 }
 
-/// The production backend. Everything read from the environment is read
-/// here: the standard AWS settings (by the SDK's loader) and KUBECONFIG
-/// (else the in-cluster service account); the rest is built from flags.
-async fn build_backend(args: &ServeArgs) -> Result<Arc<dyn ascp::store::Backend>, String> {
+/// The production identity and AWS store factory. Everything read from the
+/// environment is read here: the standard AWS settings (by the SDK's loader)
+/// and KUBECONFIG (else the in-cluster service account); the rest is built
+/// from flags.
+async fn build_backend(
+    args: &ServeArgs,
+) -> Result<
+    (
+        Arc<dyn ascp::store::Identity>,
+        Arc<dyn ascp::store::OpenStores>,
+    ),
+    String,
+> {
+    let settings = args.identity_settings()?;
     let version = if args.eks_addon_version.is_empty() {
         ascp::VERSION
     } else {
@@ -119,6 +130,7 @@ async fn build_backend(args: &ServeArgs) -> Result<Arc<dyn ascp::store::Backend>
             format!("ascp: cannot configure the Kubernetes client (not in a cluster and KUBECONFIG is not set): {e}")
         })?,
     };
-    let backend = ascp::identity::setup::backend(args, &base, kube_config)?;
-    Ok(Arc::new(backend))
+    let identity = ascp::identity::setup::backend(&settings, &base, kube_config)?;
+    let stores = ascp::aws::StoreFactory::new(&base, args.fetch_options());
+    Ok((Arc::new(identity), Arc::new(stores)))
 }

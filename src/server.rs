@@ -8,8 +8,9 @@
 //! a bounded grace period, and returns.
 //!
 //! Each Mount runs in a task of its own, so a panic inside one request is
-//! turned into an `INTERNAL` answer for that request and the server keeps
-//! serving.
+//! turned into an `INTERNAL` answer for that request (without the panic's
+//! payload) and the server keeps serving. When the caller gives up on a
+//! request, its mount is told so and stops (see [`crate::mount`]).
 
 use std::future::Future;
 use std::io;
@@ -18,8 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UnixListener;
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
 
@@ -83,6 +86,22 @@ pub fn bind(provider_volume: &Path) -> io::Result<(UnixListener, SocketGuard)> {
     Ok((listener, guard))
 }
 
+/// Connects a gRPC channel to a provider socket: the driver's side of
+/// [`bind`], used by the liveness probe and `ascp mount`.
+pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, String> {
+    let socket: PathBuf = socket.to_owned();
+    // The URI is required by tonic but unused: the connector dials the socket.
+    Endpoint::try_from("http://[::1]:50051")
+        .map_err(|e| e.to_string())?
+        .timeout(timeout)
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
+        }))
+        .await
+        .map_err(|e| format!("cannot connect to the provider: {e}"))
+}
+
 /// The gRPC service.
 pub struct Provider {
     mounter: Arc<Mounter>,
@@ -119,7 +138,13 @@ impl CsiDriverProvider for Provider {
     ) -> Result<Response<MountResponse>, Status> {
         let mounter = self.mounter.clone();
         let request = request.into_inner();
-        match tokio::spawn(async move { mounter.handle(request).await }).await {
+        // Dropped with this future when the caller gives up (tonic drops a
+        // handler whose request is reset), which tells the mount to stop.
+        let (_caller_waits, caller_gone) = tokio::sync::oneshot::channel::<()>();
+        let gone = async move {
+            let _ = caller_gone.await;
+        };
+        match tokio::spawn(async move { mounter.handle_until(request, gone).await }).await {
             Ok(Ok(response)) => Ok(Response::new(response)),
             Ok(Err(e)) => Err(e.to_status()),
             Err(join) => {

@@ -1,24 +1,30 @@
-//! The contract between a mount and the places secrets live.
+//! The contracts between a mount and the services it calls, in the order a
+//! mount uses them:
 //!
-//! A [`Store`] fetches a list of objects in one region with one set of
-//! credentials. It receives every object of a mount that it serves at once, so
-//! an implementation can fetch them concurrently and batch them; it returns
-//! one result per item, in the items' order. Secrets Manager and Parameter
-//! Store each implement it.
+//! - an [`Identity`] finds the pod's region when nothing names one, and turns
+//!   the pod's identity into [`PodCredentials`]: the part that does not depend
+//!   on a region (the Pod Identity Agent, EKS Auth) once per mount, the
+//!   regional part (STS) once per region;
+//! - [`OpenStores`] builds the [`Stores`] of one region acting with those
+//!   credentials (the AWS client factory in `aws` implements it);
+//! - a [`Store`] fetches a list of objects in one region. It receives every
+//!   object of a mount that it serves at once, so an implementation can fetch
+//!   them concurrently and batch them; it returns one result per item, in the
+//!   items' order. Secrets Manager and Parameter Store each implement it.
 //!
-//! A [`Backend`] hands a mount the stores that act with the pod's identity in
-//! a region, and finds the pod's region when the SecretProviderClass names
-//! none. The AWS backend lives in `aws`; tests use in-memory ones.
-//!
-//! A store never logs or formats a value; its errors carry facts (object,
-//! AWS error code, the service's message), never the value.
+//! The production implementations live in `identity` and `aws`; tests use
+//! in-memory ones. A store never logs or formats a value; its errors carry
+//! facts (object, AWS error code, the service's message), never the value.
 
 use std::sync::Arc;
 
+use aws_credential_types::Credentials;
 use futures::future::BoxFuture;
 
 use crate::error::Error;
 use crate::secret::{SecretBytes, Token};
+
+pub use crate::kinds::{FailureKind, StoreError, StoreKind};
 
 /// One object to fetch from one store in one region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,76 +63,6 @@ impl Fetched {
     pub fn version(&self) -> &str {
         match self {
             Fetched::Value { version, .. } | Fetched::Unchanged { version } => version,
-        }
-    }
-}
-
-/// How a failed fetch should be treated: the gRPC code it maps to, and
-/// whether failover may hide it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// The object (or its version) does not exist.
-    NotFound,
-    /// The caller may not read it, or may not decrypt it.
-    PermissionDenied,
-    /// The request was wrong (bad name, bad version, bad selector).
-    InvalidArgument,
-    /// Throttling that outlived retries, a 5xx, a timeout, a broken connection.
-    Unavailable,
-    /// Anything else.
-    Internal,
-}
-
-impl FailureKind {
-    /// A client error (HTTP 4xx class) fails the mount even when another
-    /// region could answer; only service-side trouble may fail over.
-    pub fn is_client_error(self) -> bool {
-        matches!(
-            self,
-            FailureKind::NotFound | FailureKind::PermissionDenied | FailureKind::InvalidArgument
-        )
-    }
-}
-
-/// A failed fetch of one item.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
-pub struct StoreError {
-    /// How to treat the failure.
-    pub kind: FailureKind,
-    /// The service's error code, e.g. `ResourceNotFoundException`.
-    pub code: Option<String>,
-    /// A message safe to show: the service's message or a description of the
-    /// transport failure. Never a value.
-    pub message: String,
-}
-
-impl StoreError {
-    /// Builds an error.
-    pub fn new(kind: FailureKind, code: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code: code.map(str::to_owned),
-            message: message.into(),
-        }
-    }
-}
-
-/// Which store an object lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StoreKind {
-    /// AWS Secrets Manager (`objectType: secretsmanager`).
-    SecretsManager,
-    /// AWS Systems Manager Parameter Store (`objectType: ssmparameter`).
-    ParameterStore,
-}
-
-impl StoreKind {
-    /// The SecretProviderClass spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::SecretsManager => "secretsmanager",
-            StoreKind::ParameterStore => "ssmparameter",
         }
     }
 }
@@ -191,15 +127,42 @@ pub enum AddressPreference {
     Ipv6,
 }
 
-/// Supplies a mount with its region and its stores.
-pub trait Backend: Send + Sync {
+/// Credentials acting as a pod, and who they act as.
+#[derive(Debug, Clone)]
+pub struct PodCredentials {
+    /// The credentials (their `Debug` redacts the secret parts).
+    pub credentials: Credentials,
+    /// The identity behind them (a role ARN, say), for messages and for
+    /// remembering per-principal facts such as a BatchGetSecretValue denial.
+    pub principal: String,
+}
+
+/// The pod's region and credentials: the identity step of a mount.
+pub trait Identity: Send + Sync {
     /// The pod's region when the SecretProviderClass names none.
     fn default_region<'a>(&'a self, pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>>;
 
-    /// The stores acting with the pod's identity in `region`.
-    fn stores<'a>(
+    /// The pod's credentials that do not depend on a region (EKS Pod
+    /// Identity), resolved once per mount and shared by its regions; `None`
+    /// when every credential is regional (IRSA).
+    fn pod_credentials<'a>(
+        &'a self,
+        pod: &'a PodIdentity,
+    ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>>;
+
+    /// The credentials acting as `pod` in `region`, starting from what
+    /// [`Identity::pod_credentials`] returned (STS for IRSA, role chaining).
+    fn region_credentials<'a>(
         &'a self,
         pod: &'a PodIdentity,
         region: &'a str,
-    ) -> BoxFuture<'a, Result<Stores, Error>>;
+        shared: Option<&'a PodCredentials>,
+    ) -> BoxFuture<'a, Result<PodCredentials, Error>>;
+}
+
+/// Builds the stores of one region acting with given credentials.
+pub trait OpenStores: Send + Sync {
+    /// The Secrets Manager and Parameter Store of `region`, acting with
+    /// `credentials`.
+    fn open(&self, region: &str, credentials: &PodCredentials) -> Stores;
 }

@@ -1289,3 +1289,89 @@ async fn a_driver_writes_remount_of_a_pinned_version_makes_no_aws_call() {
     assert_eq!(second.files, response.files);
     assert_eq!(second.object_version, response.object_version);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sts_failure_in_one_region_fails_over_and_an_sts_refusal_fails_the_mount() {
+    const WEST: &str = "us-west-2";
+    let world = World::start().await;
+    create_secret_string(&world.sm(REGION).await, "sts/db", "east").await;
+    create_secret_string(&world.sm(WEST).await, "sts/db", "west").await;
+    let ascp = world.ascp(&[], "info").await;
+    let objects = "- objectName: sts/db\n  objectType: secretsmanager\n  objectAlias: db\n";
+    let alone = |region| [("region", region), ("objects", objects)];
+    let failover = [
+        ("region", REGION),
+        ("failoverRegion", WEST),
+        ("objects", objects),
+    ];
+    let sts_fails = |status, error_type| {
+        world.proxy.clear_rules();
+        world.proxy.add_rule(
+            Rule::new()
+                .operation("AssumeRoleWithWebIdentity")
+                .respond(status, error_type),
+        )
+    };
+    // Unsigned STS calls name no region, so each case first mounts one
+    // region alone: its credentials are cached, and then only the other
+    // region calls STS.
+
+    // A 5xx from STS in the primary region alone: the failover region's value.
+    let token = tokens(Some(&format!("{IRSA_TOKEN}-sts-outage")), None);
+    let dir = target(&ascp, "sts-warm-west");
+    expect_ok(
+        ascp.mount(request(&dir, SA, &alone(WEST), Some(&token)))
+            .await,
+        &ascp,
+    );
+    let outage = sts_fails(503, "ServiceUnavailable");
+    world.proxy.reset_counts();
+    let dir = target(&ascp, "sts-outage");
+    expect_ok(
+        ascp.mount(request(&dir, SA, &failover, Some(&token))).await,
+        &ascp,
+    );
+    assert_eq!(read(&dir, "db"), "west");
+    assert!(world.proxy.fired(outage) > 0);
+    assert_eq!(
+        world.proxy.calls_in(REGION, "GetSecretValue"),
+        0,
+        "no credentials in the primary region, no fetch there"
+    );
+    assert_eq!(world.proxy.calls_in(WEST, "GetSecretValue"), 1);
+    assert!(
+        ascp.log()
+            .contains("primary region failed; using the failover region's value"),
+        "{}",
+        ascp.log()
+    );
+
+    // A 4xx from STS in the primary region fails the mount.
+    sts_fails(403, "AccessDenied");
+    let dir = target(&ascp, "sts-refused-primary");
+    expect_err(
+        ascp.mount(request(&dir, SA, &failover, Some(&token))).await,
+        Code::PermissionDenied,
+        &["AssumeRoleWithWebIdentity", REGION, "AccessDenied"],
+    );
+    assert!(files(&dir).is_empty(), "nothing written");
+
+    // A 4xx from STS in the failover region fails it too.
+    world.proxy.clear_rules();
+    let token = tokens(Some(&format!("{IRSA_TOKEN}-sts-refused")), None);
+    let dir = target(&ascp, "sts-warm-east");
+    expect_ok(
+        ascp.mount(request(&dir, SA, &alone(REGION), Some(&token)))
+            .await,
+        &ascp,
+    );
+    sts_fails(403, "AccessDenied");
+    let dir = target(&ascp, "sts-refused-failover");
+    expect_err(
+        ascp.mount(request(&dir, SA, &failover, Some(&token))).await,
+        Code::PermissionDenied,
+        &["AssumeRoleWithWebIdentity", WEST, "AccessDenied"],
+    );
+    assert!(files(&dir).is_empty(), "nothing written");
+    world.proxy.clear_rules();
+}

@@ -1,6 +1,8 @@
 //! The AWS stores: Secrets Manager and Parameter Store behind
 //! [`crate::store::Store`], built per (region, credentials) by a
-//! [`StoreFactory`] that lives as long as the process.
+//! [`StoreFactory`] that lives as long as the process. The factory is the
+//! mount's [`crate::store::OpenStores`]; `main` builds it from the serve
+//! flags, beside the identity backend, which never sees it.
 //!
 //! This module owns everything between a list of [`crate::store::FetchItem`]s
 //! and the AWS APIs: the SDK clients and their settings, concurrency limits,
@@ -38,7 +40,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::store::{Fetched, StoreError, Stores};
+use crate::store::{Fetched, OpenStores, PodCredentials, StoreError, Stores};
 
 pub use limits::FetchOptions;
 use limits::Limits;
@@ -202,6 +204,16 @@ impl StoreFactory {
     /// because it was denied recently.
     pub fn batch_denied(&self, principal: &str) -> bool {
         self.denials.is_denied(principal)
+    }
+}
+
+impl OpenStores for StoreFactory {
+    fn open(&self, region: &str, credentials: &PodCredentials) -> Stores {
+        self.stores(
+            region,
+            SharedCredentialsProvider::new(credentials.credentials.clone()),
+            &credentials.principal,
+        )
     }
 }
 

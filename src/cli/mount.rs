@@ -9,12 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
-
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::MountArgs;
 use crate::output::{self, OutputFile};
@@ -23,20 +19,7 @@ use crate::proto::{MountRequest, ObjectVersion, VersionRequest};
 use crate::secret::{SecretBytes, Token};
 use crate::spc::{Attributes, keys};
 
-/// Connects a gRPC channel to a unix socket.
-pub async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, String> {
-    let socket: PathBuf = socket.to_owned();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    Endpoint::try_from("http://[::1]:50051")
-        .map_err(|e| e.to_string())?
-        .timeout(timeout)
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { UnixStream::connect(socket).await.map(TokioIo::new) }
-        }))
-        .await
-        .map_err(|e| format!("cannot connect to the provider: {e}"))
-}
+pub use crate::server::connect;
 
 /// Builds the attributes the driver would send for this pod and class.
 pub fn driver_attributes(

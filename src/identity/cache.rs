@@ -23,7 +23,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_credential_types::Credentials;
 use moka::Expiry;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
@@ -112,16 +111,8 @@ impl fmt::Debug for CacheKey {
     }
 }
 
-/// Credentials and the principal they act as.
-#[derive(Clone, Debug)]
-pub struct Resolved {
-    /// The credentials (their `Debug` redacts the secrets).
-    pub credentials: Credentials,
-    /// The identity behind them, for messages and the store factory: a role
-    /// ARN when known, else a description such as
-    /// `pod-identity:<namespace>/<service account>`.
-    pub principal: String,
-}
+/// Cached credentials and who they act as.
+pub type Resolved = crate::store::PodCredentials;
 
 /// Expires each entry [`REFRESH_MARGIN`] before its credentials do.
 struct CredentialExpiry;
@@ -239,6 +230,8 @@ fn unshare(shared: Arc<Error>) -> Error {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_credential_types::Credentials;
 
     use crate::store::FailureKind;
 

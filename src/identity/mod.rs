@@ -1,27 +1,28 @@
 //! The pod's identity: turns the driver's service-account token into AWS
 //! credentials acting as the pod, and finds the pod's region when nothing
 //! else names one. [`IdentityBackend`] is the production
-//! [`crate::store::Backend`].
+//! [`crate::store::Identity`]; it builds no store (the mount hands its
+//! credentials to `aws`'s factory).
 //!
-//! For each mount and region:
+//! For each mount:
 //! 1. the token of the needed audience is taken from
 //!    `csi.storage.k8s.io/serviceAccount.tokens` ([`tokens`]); no token, no
 //!    network call;
-//! 2. IRSA (default): the ServiceAccount's `eks.amazonaws.com/role-arn`
-//!    annotation ([`kube`]), then STS AssumeRoleWithWebIdentity in the region
-//!    ([`sts`]). EKS Pod Identity (`usePodIdentity`): the node's Pod
-//!    Identity Agent ([`pod_identity`]), or EKS Auth directly in `eks-auth`
-//!    mode ([`eks_auth`]);
-//! 3. with `assumeRoleArn`, STS AssumeRole into that role with the pod's
-//!    credentials (beyond ASCP);
-//! 4. the stores are built for the region with the result
-//!    ([`crate::aws::StoreFactory`]).
+//! 2. once per mount, the credentials that do not depend on the mounted
+//!    region: with EKS Pod Identity (`usePodIdentity`), the node's Pod
+//!    Identity Agent ([`pod_identity`]), or EKS Auth in the cluster's region
+//!    in `eks-auth` mode ([`eks_auth`]). Both regions of a failover mount
+//!    share them, so a failure here fails the mount;
+//! 3. per region, as part of that region's answer: IRSA (default) reads the
+//!    ServiceAccount's `eks.amazonaws.com/role-arn` annotation ([`kube`]) and
+//!    calls STS AssumeRoleWithWebIdentity in the region ([`sts`]); with
+//!    `assumeRoleArn`, STS AssumeRole into that role with the credentials so
+//!    far (beyond ASCP). A failure here is that region's failure, and the
+//!    mount may fail over from it like from a failed fetch.
 //!
 //! Steps 2 and 3 go through the credential cache ([`cache`]), keyed by
 //! method, principal, region and the token's SHA-256, so the driver's
 //! rotation remounts cost no STS or agent call while the token is unchanged.
-//! Agent credentials do not depend on the region and are cached once for
-//! both regions of a failover mount.
 //!
 //! This module and its children never read the environment (the binary's
 //! `main` builds the clients and hands them in) and never put a token or
@@ -36,13 +37,11 @@ pub mod sts;
 pub mod tokens;
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::future::BoxFuture;
 
-use crate::aws::StoreFactory;
 use crate::error::Error;
 use crate::secret::Token;
-use crate::store::{Backend, FailureKind, PodIdentity, Stores};
+use crate::store::{FailureKind, Identity, PodCredentials, PodIdentity};
 
 use cache::{CacheKey, CredentialCache, Method, Resolved};
 use eks_auth::EksAuth;
@@ -60,9 +59,8 @@ pub enum PodIdentitySource {
     EksAuth(EksAuth),
 }
 
-/// The production backend: pod identity → credentials → stores.
+/// The production identity: pod identity → credentials.
 pub struct IdentityBackend {
-    factory: StoreFactory,
     sts: Sts,
     kube: KubeLookups,
     pod_identity: PodIdentitySource,
@@ -70,18 +68,15 @@ pub struct IdentityBackend {
 }
 
 impl IdentityBackend {
-    /// A backend building stores with `factory`, calling STS with `base`'s
-    /// settings, reading the Kubernetes API through `kube`, and caching at
-    /// most `cache_capacity` credentials.
+    /// A backend calling STS with `base`'s settings, reading the Kubernetes
+    /// API through `kube`, and caching at most `cache_capacity` credentials.
     pub fn new(
-        factory: StoreFactory,
         base: &SdkConfig,
         kube: KubeLookups,
         pod_identity: PodIdentitySource,
         cache_capacity: u64,
     ) -> Self {
         Self {
-            factory,
             sts: Sts::new(base),
             kube,
             pod_identity,
@@ -94,98 +89,17 @@ impl IdentityBackend {
         &self.cache
     }
 
-    /// The credentials acting as `pod` in `region`, role chaining included.
-    pub async fn credentials(&self, pod: &PodIdentity, region: &str) -> Result<Resolved, Error> {
-        let (own, token) = self.pod_credentials(pod, region).await?;
-        let Some(role) = pod.assume_role_arn.as_deref() else {
-            return Ok(own);
-        };
-        let external_id = pod
-            .assume_role_external_id
-            .as_deref()
-            .filter(|e| !e.is_empty());
-        // The chained role's credentials are reused only for the same pod
-        // credentials (same token and role) and the same external id.
-        let principal = format!(
-            "{} -> {role} ({})",
-            own.principal,
-            external_id.map_or("no external id", |_| "external id")
-        );
-        let key_principal = format!("{principal}|{}", external_id.unwrap_or_default());
-        let key = CacheKey::new(Method::AssumeRole, &key_principal, region, &token);
-        let who = format!(
-            "service account {} in namespace {} ({})",
-            pod.service_account, pod.namespace, own.principal
-        );
-        self.cache
-            .get_or_load(key, async {
-                let credentials = self
-                    .sts
-                    .assume_role(
-                        region,
-                        own.credentials.clone(),
-                        role,
-                        external_id,
-                        &sts::session_name(pod),
-                        &who,
-                    )
-                    .await?;
-                tracing::debug!(role, region, "loaded chained credentials");
-                Ok(Resolved {
-                    credentials,
-                    principal: role.to_owned(),
-                })
-            })
-            .await
-    }
-
-    /// The pod's own credentials (IRSA or Pod Identity) and the token that
-    /// obtained them.
-    async fn pod_credentials(
-        &self,
-        pod: &PodIdentity,
-        region: &str,
-    ) -> Result<(Resolved, Token), Error> {
-        let who = format!(
-            "service account {} in namespace {}",
-            pod.service_account, pod.namespace
-        );
+    /// Step 2: the credentials that do not depend on the mounted region
+    /// (EKS Pod Identity through the agent or EKS Auth); `None` for IRSA.
+    pub async fn shared_credentials(&self, pod: &PodIdentity) -> Result<Option<Resolved>, Error> {
         if !pod.use_pod_identity {
-            let token = tokens::token_for(pod.tokens.as_ref(), IRSA_AUDIENCE)?.token;
-            let role = self
-                .kube
-                .role_arn(&pod.namespace, &pod.service_account)
-                .await?;
-            let key = CacheKey::new(Method::Irsa, &role, region, &token);
-            let resolved = self
-                .cache
-                .get_or_load(key, async {
-                    let credentials = self
-                        .sts
-                        .assume_role_with_web_identity(
-                            region,
-                            &role,
-                            &token,
-                            &sts::session_name(pod),
-                            &who,
-                        )
-                        .await?;
-                    tracing::debug!(role = %role, region, "loaded IRSA credentials");
-                    Ok(Resolved {
-                        credentials,
-                        principal: role.clone(),
-                    })
-                })
-                .await?;
-            return Ok((resolved, token));
+            return Ok(None);
         }
-
         let token = tokens::token_for(pod.tokens.as_ref(), POD_IDENTITY_AUDIENCE)?.token;
+        let who = who(pod);
         let fallback_principal = format!("pod-identity:{}/{}", pod.namespace, pod.service_account);
         let resolved = match &self.pod_identity {
             PodIdentitySource::Agent(agent) => {
-                // Agent credentials do not depend on the region: one entry
-                // serves both regions of a failover mount.
                 let key = CacheKey::new(
                     Method::Agent,
                     &agent.describe(pod.preferred_address),
@@ -231,6 +145,94 @@ impl IdentityBackend {
                     .await?
             }
         };
+        Ok(Some(resolved))
+    }
+
+    /// Step 3: the credentials acting as `pod` in `region`, from `shared`
+    /// (step 2's answer) or IRSA, role chaining included.
+    pub async fn region_credentials(
+        &self,
+        pod: &PodIdentity,
+        region: &str,
+        shared: Option<&Resolved>,
+    ) -> Result<Resolved, Error> {
+        let (own, token) = match shared {
+            Some(shared) => {
+                let token = tokens::token_for(pod.tokens.as_ref(), POD_IDENTITY_AUDIENCE)?.token;
+                (shared.clone(), token)
+            }
+            None => self.irsa(pod, region).await?,
+        };
+        let Some(role) = pod.assume_role_arn.as_deref() else {
+            return Ok(own);
+        };
+        let external_id = pod
+            .assume_role_external_id
+            .as_deref()
+            .filter(|e| !e.is_empty());
+        // The chained role's credentials are reused only for the same pod
+        // credentials (same token and role) and the same external id.
+        let principal = format!(
+            "{} -> {role} ({})",
+            own.principal,
+            external_id.map_or("no external id", |_| "external id")
+        );
+        let key_principal = format!("{principal}|{}", external_id.unwrap_or_default());
+        let key = CacheKey::new(Method::AssumeRole, &key_principal, region, &token);
+        let who = format!("{} ({})", who(pod), own.principal);
+        self.cache
+            .get_or_load(key, async {
+                let credentials = self
+                    .sts
+                    .assume_role(
+                        region,
+                        own.credentials.clone(),
+                        role,
+                        external_id,
+                        &sts::session_name(pod),
+                        &who,
+                    )
+                    .await?;
+                tracing::debug!(role, region, "loaded chained credentials");
+                Ok(Resolved {
+                    credentials,
+                    principal: role.to_owned(),
+                })
+            })
+            .await
+    }
+
+    /// IRSA in `region`: the role in the ServiceAccount's annotation, assumed
+    /// with the pod's token. Returns the token too (it keys the chained
+    /// role's cache entry).
+    async fn irsa(&self, pod: &PodIdentity, region: &str) -> Result<(Resolved, Token), Error> {
+        let token = tokens::token_for(pod.tokens.as_ref(), IRSA_AUDIENCE)?.token;
+        let role = self
+            .kube
+            .role_arn(&pod.namespace, &pod.service_account)
+            .await?;
+        let key = CacheKey::new(Method::Irsa, &role, region, &token);
+        let who = who(pod);
+        let resolved = self
+            .cache
+            .get_or_load(key, async {
+                let credentials = self
+                    .sts
+                    .assume_role_with_web_identity(
+                        region,
+                        &role,
+                        &token,
+                        &sts::session_name(pod),
+                        &who,
+                    )
+                    .await?;
+                tracing::debug!(role = %role, region, "loaded IRSA credentials");
+                Ok(Resolved {
+                    credentials,
+                    principal: role.clone(),
+                })
+            })
+            .await?;
         Ok((resolved, token))
     }
 
@@ -263,23 +265,32 @@ impl IdentityBackend {
     }
 }
 
-impl Backend for IdentityBackend {
+/// The service account, for messages.
+fn who(pod: &PodIdentity) -> String {
+    format!(
+        "service account {} in namespace {}",
+        pod.service_account, pod.namespace
+    )
+}
+
+impl Identity for IdentityBackend {
     fn default_region<'a>(&'a self, pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(self.node_region(pod))
     }
 
-    fn stores<'a>(
+    fn pod_credentials<'a>(
+        &'a self,
+        pod: &'a PodIdentity,
+    ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>> {
+        Box::pin(self.shared_credentials(pod))
+    }
+
+    fn region_credentials<'a>(
         &'a self,
         pod: &'a PodIdentity,
         region: &'a str,
-    ) -> BoxFuture<'a, Result<Stores, Error>> {
-        Box::pin(async move {
-            let resolved = self.credentials(pod, region).await?;
-            Ok(self.factory.stores(
-                region,
-                SharedCredentialsProvider::new(resolved.credentials),
-                &resolved.principal,
-            ))
-        })
+        shared: Option<&'a PodCredentials>,
+    ) -> BoxFuture<'a, Result<PodCredentials, Error>> {
+        Box::pin(self.region_credentials(pod, region, shared))
     }
 }

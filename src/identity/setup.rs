@@ -1,30 +1,47 @@
-//! Builds the production identity backend from the serve flags, a base AWS
-//! configuration and a Kubernetes client configuration, both loaded by the
-//! binary's `main` (the only place that reads the environment).
+//! Builds the production identity backend from its [`Settings`] (derived
+//! from the serve flags by `config`), a base AWS configuration and a
+//! Kubernetes client configuration, both loaded by the binary's `main` (the
+//! only place that reads the environment).
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::config::{PodIdentityMode, ServeArgs};
+use crate::identity::pod_identity::{AgentClient, AgentConfig};
 use crate::identity::{self, IdentityBackend, PodIdentitySource};
 
-/// The backend: stores from `base`, Kubernetes lookups through
-/// `kube_config`, Pod Identity from `--pod-identity-mode`. Errors are one
-/// line for the operator.
+/// What the identity backend is built from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Queries per second to the Kubernetes API server (client-side limit).
+    pub qps: u32,
+    /// Burst above `qps`.
+    pub burst: u32,
+    /// Where EKS Pod Identity credentials come from.
+    pub pod_identity: PodIdentitySettings,
+    /// Credentials kept in the cache; 0 disables it.
+    pub cache_capacity: u64,
+}
+
+/// Where EKS Pod Identity credentials come from, and how to reach it.
+#[derive(Debug, Clone)]
+pub enum PodIdentitySettings {
+    /// The node's Pod Identity Agent.
+    Agent(AgentConfig),
+    /// EKS Auth AssumeRoleForPodIdentity for the named cluster.
+    EksAuth {
+        /// The EKS cluster's name.
+        cluster: String,
+    },
+}
+
+/// The backend: STS from `base`, Kubernetes lookups through `kube_config`,
+/// Pod Identity as `settings` say. Errors are one line for the operator.
 pub fn backend(
-    args: &ServeArgs,
+    settings: &Settings,
     base: &SdkConfig,
     mut kube_config: kube::Config,
 ) -> Result<IdentityBackend, String> {
-    let factory = crate::aws::StoreFactory::new(
-        base,
-        crate::aws::FetchOptions {
-            max_concurrent_per_mount: args.max_concurrent_fetches_per_mount as usize,
-            max_concurrent_global: args.max_concurrent_fetches as usize,
-            batch_get_secret_value: args.batch_get_secret_value,
-        },
-    );
     // The defaults suit watches (minutes); our calls are single GETs.
     kube_config.connect_timeout = Some(Duration::from_secs(5));
     kube_config.read_timeout = Some(identity::kube::DEFAULT_CALL_TIMEOUT);
@@ -37,51 +54,32 @@ pub fn backend(
         .map_err(|e| format!("ascp: cannot build the Kubernetes client: {e}"))?;
     let lookups = identity::kube::KubeLookups::new(
         kube_client,
-        args.qps,
-        args.burst,
+        settings.qps,
+        settings.burst,
         identity::kube::DEFAULT_CALL_TIMEOUT,
     );
 
-    let pod_identity = match args.pod_identity_mode {
-        PodIdentityMode::Agent => {
-            let defaults = identity::pod_identity::AgentConfig::default();
-            let attempt_timeout = match args.pod_identity_http_timeout {
-                // Go's http.Client reads 0 as "no timeout": the budget bounds it.
-                Some(t) if t.is_zero() => args.pod_identity_retry_budget,
-                Some(t) => t,
-                None => identity::pod_identity::AgentConfig::DEFAULT_ATTEMPT_TIMEOUT,
-            };
-            let agent =
-                identity::pod_identity::AgentClient::new(identity::pod_identity::AgentConfig {
-                    ipv4_endpoint: args.pod_identity_endpoint_ipv4.clone(),
-                    ipv6_endpoint: args.pod_identity_endpoint_ipv6.clone(),
-                    attempt_timeout,
-                    retry_budget: args.pod_identity_retry_budget,
-                    ..defaults
-                })
+    let (pod_identity, mode) = match &settings.pod_identity {
+        PodIdentitySettings::Agent(config) => {
+            let agent = AgentClient::new(config.clone())
                 .map_err(|e| format!("ascp: invalid Pod Identity Agent endpoint: {e}"))?;
-            PodIdentitySource::Agent(agent)
+            (PodIdentitySource::Agent(agent), "agent")
         }
-        PodIdentityMode::EksAuth => {
-            let cluster = args
-                .cluster_name
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .ok_or("ascp: --pod-identity-mode=eks-auth needs --cluster-name")?;
-            PodIdentitySource::EksAuth(identity::eks_auth::EksAuth::new(base, cluster))
-        }
+        PodIdentitySettings::EksAuth { cluster } => (
+            PodIdentitySource::EksAuth(identity::eks_auth::EksAuth::new(base, cluster)),
+            "eks-auth",
+        ),
     };
     tracing::info!(
         kubernetes = %cluster_url,
-        pod_identity_mode = ?args.pod_identity_mode,
-        credential_cache_size = args.credential_cache_size,
+        pod_identity_mode = mode,
+        credential_cache_size = settings.cache_capacity,
         "identity backend ready"
     );
     Ok(IdentityBackend::new(
-        factory,
         base,
         lookups,
         pod_identity,
-        args.credential_cache_size,
+        settings.cache_capacity,
     ))
 }

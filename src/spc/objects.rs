@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::{Problem, keys};
 use crate::jmes;
-use crate::store::StoreKind;
+use crate::kinds::StoreKind;
 
 /// Largest `objects` YAML accepted.
 pub const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use ascp::mount::{MountConfig, Mounter};
@@ -21,15 +22,67 @@ use ascp::server::Provider;
 use ascp::error::Error;
 use ascp::secret::SecretBytes;
 use ascp::store::{
-    Backend, FailureKind, FetchItem, Fetched, PodIdentity, Store, StoreError, Stores,
+    FailureKind, FetchItem, Fetched, Identity, OpenStores, PodCredentials, PodIdentity, Store,
+    StoreError, Stores,
 };
 
 /// What an in-memory object answers.
 #[derive(Clone)]
 pub enum Answer {
     Value(&'static str, &'static str),
+    /// A value given only once the gate opens.
+    Gated(&'static str, &'static str, Arc<Gate>),
     Fail(FailureKind, &'static str),
     Panic,
+}
+
+/// Holds a gated answer until the test opens it, so tests order concurrent
+/// mounts explicitly. Counts fetches that reached it and fetches dropped
+/// while waiting (their mount was cancelled).
+pub struct Gate {
+    open: Semaphore,
+    entered: Semaphore,
+    dropped: Semaphore,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            open: Semaphore::new(0),
+            entered: Semaphore::new(0),
+            dropped: Semaphore::new(0),
+        })
+    }
+
+    /// Lets one waiting (or the next) fetch through.
+    pub fn open(&self) {
+        self.open.add_permits(1);
+    }
+
+    /// Waits until a fetch reached the gate.
+    pub async fn entered(&self) {
+        self.entered.acquire().await.unwrap().forget();
+    }
+
+    /// Waits until a fetch waiting at the gate was dropped.
+    pub async fn dropped(&self) {
+        self.dropped.acquire().await.unwrap().forget();
+    }
+
+    async fn pass(&self) {
+        struct OnDrop<'a>(Option<&'a Semaphore>);
+        impl Drop for OnDrop<'_> {
+            fn drop(&mut self) {
+                if let Some(dropped) = self.0 {
+                    dropped.add_permits(1);
+                }
+            }
+        }
+        self.entered.add_permits(1);
+        let mut signal = OnDrop(Some(&self.dropped));
+        self.open.acquire().await.unwrap().forget();
+        signal.0 = None;
+    }
 }
 
 /// A store holding values by name, counting calls.
@@ -51,40 +104,43 @@ impl Store for MemStore {
         Box::pin(async move {
             *self.last_items.lock().unwrap() = items.clone();
             let objects = self.objects.lock().unwrap().clone();
-            items
-                .iter()
-                .map(|item| {
-                    let key = match (&item.version, &item.label) {
-                        (Some(v), _) => format!("{}@{v}", item.name),
-                        (None, Some(l)) => format!("{}#{l}", item.name),
-                        _ => item.name.clone(),
-                    };
-                    match objects.get(&key).or_else(|| objects.get(&item.name)) {
-                        Some(Answer::Value(value, version)) => {
-                            if item.current.as_deref() == Some(*version) {
-                                Ok(Fetched::Unchanged {
-                                    version: (*version).into(),
-                                })
-                            } else {
-                                self.fetched.fetch_add(1, Ordering::SeqCst);
-                                Ok(Fetched::Value {
-                                    contents: SecretBytes::from(value.to_string()),
-                                    version: (*version).into(),
-                                })
-                            }
+            let mut results = Vec::with_capacity(items.len());
+            for item in &items {
+                let key = match (&item.version, &item.label) {
+                    (Some(v), _) => format!("{}@{v}", item.name),
+                    (None, Some(l)) => format!("{}#{l}", item.name),
+                    _ => item.name.clone(),
+                };
+                let answer = objects.get(&key).or_else(|| objects.get(&item.name));
+                if let Some(Answer::Gated(_, _, gate)) = answer {
+                    gate.pass().await;
+                }
+                results.push(match answer {
+                    Some(Answer::Value(value, version) | Answer::Gated(value, version, _)) => {
+                        if item.current.as_deref() == Some(*version) {
+                            Ok(Fetched::Unchanged {
+                                version: (*version).into(),
+                            })
+                        } else {
+                            self.fetched.fetch_add(1, Ordering::SeqCst);
+                            Ok(Fetched::Value {
+                                contents: SecretBytes::from(value.to_string()),
+                                version: (*version).into(),
+                            })
                         }
-                        Some(Answer::Fail(kind, code)) => {
-                            Err(StoreError::new(*kind, Some(code), "injected"))
-                        }
-                        Some(Answer::Panic) => panic!("store exploded"),
-                        None => Err(StoreError::new(
-                            FailureKind::NotFound,
-                            Some("ResourceNotFoundException"),
-                            "not found",
-                        )),
                     }
-                })
-                .collect()
+                    Some(Answer::Fail(kind, code)) => {
+                        Err(StoreError::new(*kind, Some(code), "injected"))
+                    }
+                    Some(Answer::Panic) => panic!("store exploded"),
+                    None => Err(StoreError::new(
+                        FailureKind::NotFound,
+                        Some("ResourceNotFoundException"),
+                        "not found",
+                    )),
+                });
+            }
+            results
         })
     }
 }
@@ -120,7 +176,22 @@ impl MemBackend {
     }
 }
 
-impl Backend for MemBackend {
+/// Credentials that name the region they were made for, so a test can see
+/// which region's identity a store was opened with.
+fn credentials_for(region: &str) -> PodCredentials {
+    PodCredentials {
+        credentials: aws_credential_types::Credentials::new(
+            format!("AKIDMEMORY{region}"),
+            "memory-secret",
+            None,
+            None,
+            "memory",
+        ),
+        principal: format!("memory-{region}"),
+    }
+}
+
+impl Identity for MemBackend {
     fn default_region<'a>(&'a self, _pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(async move {
             self.node_region.clone().ok_or(Error::Region {
@@ -129,17 +200,29 @@ impl Backend for MemBackend {
         })
     }
 
-    fn stores<'a>(
+    fn pod_credentials<'a>(
+        &'a self,
+        _pod: &'a PodIdentity,
+    ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn region_credentials<'a>(
         &'a self,
         _pod: &'a PodIdentity,
         region: &'a str,
-    ) -> BoxFuture<'a, Result<Stores, Error>> {
-        Box::pin(async move {
-            Ok(Stores {
-                secrets_manager: self.sm(region),
-                parameter_store: self.ssm(region),
-            })
-        })
+        _shared: Option<&'a PodCredentials>,
+    ) -> BoxFuture<'a, Result<PodCredentials, Error>> {
+        Box::pin(async move { Ok(credentials_for(region)) })
+    }
+}
+
+impl OpenStores for MemBackend {
+    fn open(&self, region: &str, _credentials: &PodCredentials) -> Stores {
+        Stores {
+            secrets_manager: self.sm(region),
+            parameter_store: self.ssm(region),
+        }
     }
 }
 
@@ -165,6 +248,7 @@ impl Harness {
         let (listener, guard) = ascp::server::bind(&volume).unwrap();
         let socket = guard.path().to_owned();
         let mounter = Arc::new(Mounter::new(
+            backend.clone(),
             backend.clone(),
             MountConfig {
                 driver_writes_secrets: driver_writes,

@@ -1,0 +1,76 @@
+//! The shared vocabulary at the bottom of the module graph: which store an
+//! object lives in, and how a call to a store or an identity service failed.
+//!
+//! These are plain data. `error`, `spc`, `store`, `identity` and `aws` all
+//! use them; this module imports nothing from the crate, so none of them
+//! needs to import another to name a kind of failure.
+
+/// How a failed fetch should be treated: the gRPC code it maps to, and
+/// whether failover may hide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The object (or its version) does not exist.
+    NotFound,
+    /// The caller may not read it, or may not decrypt it.
+    PermissionDenied,
+    /// The request was wrong (bad name, bad version, bad selector).
+    InvalidArgument,
+    /// Throttling that outlived retries, a 5xx, a timeout, a broken connection.
+    Unavailable,
+    /// Anything else.
+    Internal,
+}
+
+impl FailureKind {
+    /// A client error (HTTP 4xx class) fails the mount even when another
+    /// region could answer; only service-side trouble may fail over.
+    pub fn is_client_error(self) -> bool {
+        matches!(
+            self,
+            FailureKind::NotFound | FailureKind::PermissionDenied | FailureKind::InvalidArgument
+        )
+    }
+}
+
+/// A failed fetch of one item.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
+pub struct StoreError {
+    /// How to treat the failure.
+    pub kind: FailureKind,
+    /// The service's error code, e.g. `ResourceNotFoundException`.
+    pub code: Option<String>,
+    /// A message safe to show: the service's message or a description of the
+    /// transport failure. Never a value.
+    pub message: String,
+}
+
+impl StoreError {
+    /// Builds an error.
+    pub fn new(kind: FailureKind, code: Option<&str>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.map(str::to_owned),
+            message: message.into(),
+        }
+    }
+}
+
+/// Which store an object lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StoreKind {
+    /// AWS Secrets Manager (`objectType: secretsmanager`).
+    SecretsManager,
+    /// AWS Systems Manager Parameter Store (`objectType: ssmparameter`).
+    ParameterStore,
+}
+
+impl StoreKind {
+    /// The SecretProviderClass spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::SecretsManager => "secretsmanager",
+            StoreKind::ParameterStore => "ssmparameter",
+        }
+    }
+}

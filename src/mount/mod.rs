@@ -1,0 +1,385 @@
+//! One Mount, from the driver's request to the files, in this order:
+//!
+//! 1. offline checks: attributes, the target directory, the default
+//!    permission, the objects. Nothing here touches the network;
+//! 2. a ticket in the target's order ([`order`]): the newest mount of a
+//!    target wins;
+//! 3. the regions ([`regions::Regions`]): the SecretProviderClass's, else
+//!    `AWS_REGION`, else the node's; and `failoverRegion`;
+//! 4. identity, the part that does not depend on a region (EKS Pod
+//!    Identity), once ([`crate::store::Identity::pod_credentials`]);
+//! 5. per region, concurrently: the pod's credentials there, its stores,
+//!    one call per store with all of its objects ([`fetch`]);
+//! 6. per object: the failover rule ([`regions::choose`]), then, on a
+//!    rotation remount, the mounted file reused when the store says the
+//!    mounted version is current ([`fetch::values`]);
+//! 7. the files and versions ([`files`]), jmesPath applied;
+//! 8. delivery: the whole set written and swapped in under the target's lock
+//!    (provider writes), or returned to the driver.
+//!
+//! Every object is fetched before anything is written, and a failure at any
+//! step leaves the target directory as it was. With a failover region, a
+//! client error (4xx) in either region fails the mount; service trouble in
+//! one, an identity failure there included, is logged and the other's value
+//! is used; the primary's value wins when both answer.
+//!
+//! A mount whose caller gave up (past `--mount-timeout`, or the gRPC request
+//! dropped) is cancelled under its target's lock, so it makes nothing
+//! visible afterwards. A panic's payload never reaches a status or a log
+//! line: only that a panic happened.
+//!
+//! This module never logs a value: only names, versions, lengths and counts.
+
+mod fetch;
+mod files;
+pub mod order;
+pub mod regions;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{Instrument, info, warn};
+
+use crate::error::Error;
+use crate::output::{self, Target, Written};
+use crate::proto::{MountRequest, MountResponse};
+use crate::spc::{self, Attributes, MountParams, ObjectSpec};
+use crate::store::{Identity, OpenStores, StoreKind};
+
+use fetch::{Current, Sources};
+use order::{Registry, Ticket};
+use regions::Regions;
+
+/// How mounts behave; fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    /// Return files to the driver instead of writing them.
+    pub driver_writes_secrets: bool,
+    /// `AWS_REGION` of the provider's environment: the region when the
+    /// SecretProviderClass names none, before asking the node.
+    pub env_region: Option<String>,
+    /// Deadline of one mount; kubelet gives up after about two minutes.
+    pub timeout: Duration,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        Self {
+            driver_writes_secrets: false,
+            env_region: None,
+            timeout: Duration::from_secs(100),
+        }
+    }
+}
+
+/// Serves mounts with one identity and one store factory.
+pub struct Mounter {
+    identity: Arc<dyn Identity>,
+    stores: Arc<dyn OpenStores>,
+    config: MountConfig,
+    targets: Arc<Registry>,
+}
+
+/// Facts about a finished mount, for its log line.
+#[derive(Debug, Default)]
+struct Summary {
+    pod: String,
+    namespace: String,
+    spc: String,
+    objects: usize,
+    secrets: usize,
+    parameters: usize,
+    files: usize,
+}
+
+impl Mounter {
+    /// A mounter resolving the pod's credentials with `identity` and
+    /// fetching through the stores `stores` opens.
+    pub fn new(
+        identity: Arc<dyn Identity>,
+        stores: Arc<dyn OpenStores>,
+        config: MountConfig,
+    ) -> Self {
+        Self {
+            identity,
+            stores,
+            config,
+            targets: Arc::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MountConfig {
+        &self.config
+    }
+
+    /// Target directories with a mount in flight.
+    pub fn targets_in_flight(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Serves one request and logs one line about it.
+    pub async fn handle(&self, request: MountRequest) -> Result<MountResponse, Error> {
+        self.handle_until(request, std::future::pending()).await
+    }
+
+    /// Like [`Mounter::handle`], but the caller may give up: when `gone`
+    /// completes first, the mount is cancelled and makes nothing visible.
+    pub async fn handle_until(
+        &self,
+        request: MountRequest,
+        gone: impl Future<Output = ()>,
+    ) -> Result<MountResponse, Error> {
+        let started = Instant::now();
+        let metrics = crate::metrics::global();
+        metrics.mounts_in_flight.inc();
+        let mut summary = Summary::default();
+        let span = tracing::info_span!("mount", id = %mount_id());
+        let result = async {
+            let mut ticket = None;
+            let (result, gave_up) = tokio::select! {
+                done = tokio::time::timeout(
+                    self.config.timeout,
+                    self.mount(request, &mut summary, &mut ticket),
+                ) => match done {
+                    Ok(result) => (result, false),
+                    Err(_) => (Err(Error::Timeout { after: self.config.timeout }), true),
+                },
+                () = gone => (Err(Error::Cancelled), true),
+            };
+            if gave_up && let Some(ticket) = &ticket {
+                ticket.cancel().await;
+            }
+            result
+        }
+        .instrument(span.clone())
+        .await;
+        let _enter = span.enter();
+        metrics.mounts_in_flight.dec();
+        let code = result
+            .as_ref()
+            .map_or_else(Error::code, |_| tonic::Code::Ok);
+        metrics.mount_finished(code, started.elapsed().as_secs_f64());
+        for (store, count) in [
+            ("secretsmanager", summary.secrets),
+            ("ssmparameter", summary.parameters),
+        ] {
+            if result.is_ok() && count > 0 {
+                metrics
+                    .objects
+                    .get_or_create(&crate::metrics::StoreLabels { store })
+                    .inc_by(count as u64);
+            }
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(_) => info!(
+                pod = %summary.pod,
+                namespace = %summary.namespace,
+                spc = %summary.spc,
+                objects = summary.objects,
+                files = summary.files,
+                outcome = "success",
+                code = "OK",
+                duration_ms = elapsed_ms,
+                "mount finished"
+            ),
+            Err(e) => warn!(
+                pod = %summary.pod,
+                namespace = %summary.namespace,
+                spc = %summary.spc,
+                objects = summary.objects,
+                outcome = "failure",
+                code = ?e.code(),
+                duration_ms = elapsed_ms,
+                error = %e.full_message(),
+                "mount failed"
+            ),
+        }
+        result
+    }
+
+    async fn mount(
+        &self,
+        request: MountRequest,
+        summary: &mut Summary,
+        ticket: &mut Option<Arc<Ticket>>,
+    ) -> Result<MountResponse, Error> {
+        // 1. Offline checks.
+        let attrs = Attributes::parse(&request.attributes)?;
+        let field = |key| attrs.get(key).unwrap_or_default().to_owned();
+        summary.pod = field(spc::keys::POD_NAME);
+        summary.namespace = field(spc::keys::POD_NAMESPACE);
+        summary.spc = field(spc::keys::SPC);
+        let target = Target::open(Path::new(&request.target_path))?;
+        let default_mode = spc::parse_permission(&request.permission)?;
+        let params = MountParams::from_attributes(&attrs)?;
+        summary.objects = params.objects.len();
+        summary.secrets = params
+            .objects
+            .iter()
+            .filter(|o| o.kind == StoreKind::SecretsManager)
+            .count();
+        summary.parameters = summary.objects - summary.secrets;
+
+        // 2. A place in the target's order, taken on arrival.
+        let ticket = ticket.insert(self.targets.arrive(target.path())).clone();
+
+        // 3. Regions.
+        let regions = self.regions(&params).await?;
+
+        // 4. Identity: what does not depend on a region, once.
+        let shared = self.identity.pod_credentials(&params.pod).await?;
+
+        // 5. Per region: credentials, stores, answers.
+        let objects: Vec<&ObjectSpec> = params.objects.iter().collect();
+        let current: Current = request
+            .current_object_version
+            .iter()
+            .map(|v| (v.id.as_str(), v.version.as_str()))
+            .collect::<HashMap<_, _>>();
+        let (mut sources, answers) = Sources::fetch(
+            self.identity.as_ref(),
+            self.stores.as_ref(),
+            &params.pod,
+            shared.as_ref(),
+            &regions,
+            &objects,
+            &current,
+        )
+        .await;
+
+        // 6. Per object: the failover rule, then reuse of mounted files.
+        let values = fetch::values(&mut sources, &objects, answers, &target).await?;
+
+        // 7. Files and versions.
+        let files::Files { files, versions } = files::build(
+            &objects,
+            values,
+            default_mode,
+            &request.current_object_version,
+        )?;
+        summary.files = files.len();
+
+        // 8. Delivery, newest wins.
+        let superseded = || Error::Superseded {
+            path: target.path().to_owned(),
+        };
+        if self.config.driver_writes_secrets {
+            let files = output::to_driver_files(&files)?;
+            if !ticket.may_answer().await {
+                return Err(superseded());
+            }
+            return Ok(MountResponse {
+                object_version: versions,
+                error: None,
+                files,
+            });
+        }
+        let writer_target = target.clone();
+        let written = blocking(move || {
+            ticket.write_blocking(|commit| writer_target.write_set(&files, commit))
+        })
+        .await??;
+        match written {
+            Written::Committed => Ok(MountResponse {
+                object_version: versions,
+                error: None,
+                files: Vec::new(),
+            }),
+            Written::Abandoned => Err(superseded()),
+        }
+    }
+
+    /// The mount's regions: the primary from the SecretProviderClass, else
+    /// `AWS_REGION`, else the pod's node; the failover region must differ,
+    /// and ARN objects must name one of them.
+    async fn regions(&self, params: &MountParams) -> Result<Regions, Error> {
+        let primary = match (&params.region, &self.config.env_region) {
+            (Some(r), _) | (None, Some(r)) => r.clone(),
+            (None, None) => self.identity.default_region(&params.pod).await?,
+        };
+        params.check_resolved_region(&primary)?;
+        Ok(Regions {
+            primary,
+            failover: params.failover_region.clone(),
+        })
+    }
+}
+
+/// Runs file-system work on a blocking thread. A panic there becomes an
+/// internal error that says only that it panicked: a `JoinError`'s text
+/// carries the panic's payload, which may hold anything, so it is never
+/// formatted (the panic hook logged the location).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        Error::Internal(if e.is_panic() {
+            "the file writer panicked; see the provider's logs for where".to_owned()
+        } else {
+            "the file writer was stopped".to_owned()
+        })
+    })
+}
+
+/// A short random id tying together the log lines of one mount.
+fn mount_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_writer_panic_is_told_without_its_payload() {
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let logs = logs.clone();
+            move || CapturedWriter(logs.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let error = blocking(|| -> () { panic!("PAYLOAD-7f3a secret value") })
+            .await
+            .unwrap_err();
+        tracing::warn!(error = %error.full_message(), "mount failed");
+        let status = error.to_status();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(
+            status.message().contains("panicked"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            !status.message().contains("PAYLOAD"),
+            "{}",
+            status.message()
+        );
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("panicked"), "{logs}");
+        assert!(!logs.contains("PAYLOAD"), "{logs}");
+    }
+
+    struct CapturedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
