@@ -10,6 +10,11 @@
 //! Each Mount runs in a task of its own, so a panic inside one request is
 //! turned into an `INTERNAL` answer for that request and the server keeps
 //! serving.
+//!
+//! Every accepted connection goes through [`authority::AuthorityRewrite`],
+//! so that drivers sending the socket path as `:authority` are served.
+
+pub mod authority;
 
 use std::future::Future;
 use std::io;
@@ -19,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
@@ -134,6 +140,14 @@ impl CsiDriverProvider for Provider {
     }
 }
 
+/// The accepted connections, each behind the `:authority` rewrite.
+fn incoming(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = io::Result<authority::AuthorityRewrite<tokio::net::UnixStream>>>
+{
+    UnixListenerStream::new(listener).map(|accepted| accepted.map(authority::AuthorityRewrite::new))
+}
+
 /// Serves `provider` on `listener` until `shutdown` completes, then waits at
 /// most `grace` for in-flight requests.
 pub async fn run(
@@ -149,7 +163,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(provider.into_service())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(serve);
