@@ -61,8 +61,8 @@ impl Fetched {
     }
 }
 
-/// How a failed fetch should be treated: the gRPC code it maps to, and
-/// whether failover may hide it.
+/// How a failed fetch should be treated: the gRPC code it maps to (see
+/// `error::kind_code`; never `UNAVAILABLE`), and whether failover may hide it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     /// The object (or its version) does not exist.
@@ -71,7 +71,10 @@ pub enum FailureKind {
     PermissionDenied,
     /// The request was wrong (bad name, bad version, bad selector).
     InvalidArgument,
-    /// Throttling that outlived retries, a 5xx, a timeout, a broken connection.
+    /// Throttling that outlived the retries.
+    Throttled,
+    /// The service's trouble: a 5xx, a timeout, a broken connection, an
+    /// endpoint that does not answer.
     Unavailable,
     /// Anything else.
     Internal,
