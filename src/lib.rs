@@ -6,8 +6,9 @@
 //! `Mount` travels through these modules, in this order:
 //!
 //! - [`server`]: binds `<provider-volume>/aws.sock`, serves the driver's
-//!   `v1alpha1.CSIDriverProvider` API ([`proto`]), isolates each request and
-//!   shuts down gracefully.
+//!   `v1alpha1.CSIDriverProvider` API ([`proto`]) to any `:authority` the
+//!   driver sends ([`server::authority`]), isolates each request and shuts
+//!   down gracefully.
 //! - [`mount`]: orchestrates one mount: attributes → identity → fetch → files.
 //!   It owns the all-or-nothing rule: every object is fetched before anything
 //!   is written.

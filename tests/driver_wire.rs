@@ -222,7 +222,9 @@ async fn grpcio_with_every_authority_form_gets_version_mount_and_invalid_argumen
         });
         let answer = client("grpcio_client.py", spec, &ascp).await;
         let r = &answer["results"];
-        let codes: Vec<&str> = (0..4).map(|i| r[i]["code"].as_str().unwrap_or("")).collect();
+        let codes: Vec<&str> = (0..4)
+            .map(|i| r[i]["code"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(
             codes,
             ["OK", "OK", "OK", "INVALID_ARGUMENT"],
@@ -340,9 +342,7 @@ async fn the_drivers_retry_policy_is_live_and_a_failing_mount_runs_once() {
     };
     // Secrets Manager answering 500 on every call: 1 Mount, whose SDK makes
     // its 3 attempts, and the driver's client does not repeat it.
-    let failing = world
-        .proxy
-        .add_rule(Rule::new().service("secretsmanager"));
+    let failing = world.proxy.add_rule(Rule::new().service("secretsmanager"));
     let before = mounts_logged(&ascp);
     let dir = target(&ascp, "aws-500");
     let answer = client("grpcio_client.py", retrying(mount(&dir, &[])), &ascp).await;

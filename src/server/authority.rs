@@ -17,8 +17,8 @@
 //! [`AuthorityRewrite`] wraps each accepted connection. The server's bytes
 //! pass through untouched. The client's bytes are parsed as HTTP/2: the
 //! connection preface, then frames. Frames other than HEADERS and
-//! CONTINUATION pass through as they are, byte for byte, without being
-//! buffered. Each request header block (one HEADERS frame and its
+//! CONTINUATION pass through as they are, byte for byte, as they arrive
+//! (never held back until complete). Each request header block (one HEADERS frame and its
 //! CONTINUATION frames) is collected, its padding dropped and its priority
 //! kept, and decoded with an HPACK decoder ([`loona_hpack`]) whose dynamic
 //! table mirrors the client's encoder table, so indexed references and table
@@ -50,9 +50,11 @@
 //! the decoded list is bounded too: [`MAX_HEADER_LIST_BYTES`], counted as
 //! HTTP/2 counts it (name + value + 32 per field), four times what the server
 //! (hyper's default of 16 KiB) accepts, so that h2 still answers the usual
-//! way for lists between the two. Past any bound, or on input that is not
-//! HTTP/2, reading fails: the server drops the connection. Nothing here
-//! panics on input.
+//! way for lists between the two. Past any of these bounds, or on input
+//! that is not HTTP/2, reading fails: the server drops the connection.
+//! Many small blocks amplify as well, so rewritten bytes waiting for the
+//! server are bounded: past [`MAX_PENDING_OUT`], no more input is rewritten
+//! until the server has read them. Nothing here panics on input.
 //!
 //! # When it can go
 //!
@@ -86,6 +88,10 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Most bytes one decoded header list may have, counted as
 /// `SETTINGS_MAX_HEADER_LIST_SIZE` counts them.
 pub const MAX_HEADER_LIST_BYTES: usize = 64 * 1024;
+
+/// How much rewritten output [`Rewriter::feed_some`] produces before it
+/// waits for the server to read it.
+pub const MAX_PENDING_OUT: usize = 64 * 1024;
 
 /// The HPACK table size the client may use: the HTTP/2 default.
 const CLIENT_TABLE_SIZE: usize = 4_096;
@@ -241,8 +247,28 @@ impl Rewriter {
     ///
     /// After an error the connection must be dropped: the parser's state no
     /// longer follows the client's.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
-        while !input.is_empty() {
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), RewriteError> {
+        self.feed_until(input, out, usize::MAX).map(drop)
+    }
+
+    /// Like [`Rewriter::feed`], but stops once `out` holds
+    /// [`MAX_PENDING_OUT`] bytes or more (HPACK amplifies: many tiny header
+    /// blocks can decode to far more than they take); returns how many bytes
+    /// of `input` it consumed. It consumes at least one byte of a non-empty
+    /// `input` when `out` starts below the mark.
+    pub fn feed_some(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, RewriteError> {
+        self.feed_until(input, out, MAX_PENDING_OUT)
+    }
+
+    /// Rewrites `input` until `out` holds `mark` bytes; the bytes consumed.
+    fn feed_until(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        mark: usize,
+    ) -> Result<usize, RewriteError> {
+        let len = input.len();
+        while !input.is_empty() && out.len() < mark {
             match self.state {
                 State::Preface(matched) => {
                     let n = (PREFACE.len() - matched).min(input.len());
@@ -287,7 +313,7 @@ impl Rewriter {
                 }
             }
         }
-        Ok(())
+        Ok(len - input.len())
     }
 
     /// Moves bytes from `input` into `pending` until it holds `want` bytes;
@@ -495,8 +521,11 @@ fn frame_head(len: usize, frame_type: u8, flags: u8, stream: u32, out: &mut Vec<
 pub struct AuthorityRewrite<S> {
     io: S,
     rewriter: Rewriter,
-    /// What the client sent, as read from `io`.
+    /// What the client sent, as read from `io`; `raw[raw_pos..raw_len]` is
+    /// not rewritten yet.
     raw: Box<[u8]>,
+    raw_pos: usize,
+    raw_len: usize,
     /// Rewritten bytes not yet handed to the server.
     out: Vec<u8>,
     out_pos: usize,
@@ -511,6 +540,8 @@ impl<S> AuthorityRewrite<S> {
             io,
             rewriter: Rewriter::new(),
             raw: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
+            raw_pos: 0,
+            raw_len: 0,
             out: Vec::new(),
             out_pos: 0,
             failed: false,
@@ -546,21 +577,28 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<S> {
             if this.failed {
                 return Poll::Ready(Err(rejected()));
             }
-            let mut raw = ReadBuf::new(&mut this.raw);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut raw))?;
-            let read = raw.filled();
-            if read.is_empty() {
-                // End of stream: what is left of a partial frame is dropped,
-                // which the server sees as a truncated connection.
-                return Poll::Ready(Ok(()));
+            if this.raw_pos == this.raw_len {
+                let mut raw = ReadBuf::new(&mut this.raw);
+                ready!(Pin::new(&mut this.io).poll_read(cx, &mut raw))?;
+                this.raw_len = raw.filled().len();
+                this.raw_pos = 0;
+                if this.raw_len == 0 {
+                    // End of stream: what is left of a partial frame is
+                    // dropped; the server sees a truncated connection.
+                    return Poll::Ready(Ok(()));
+                }
             }
-            if let Err(e) = this.rewriter.feed(read, &mut this.out) {
-                warn!(error = %e, "dropping a connection whose HTTP/2 request headers cannot be rewritten");
-                this.failed = true;
-                // The bytes before the failure are not handed over: the
-                // server gets no partial frame.
-                this.out.clear();
-                this.out_pos = 0;
+            let unread = &this.raw[this.raw_pos..this.raw_len];
+            match this.rewriter.feed_some(unread, &mut this.out) {
+                Ok(used) => this.raw_pos += used,
+                Err(e) => {
+                    warn!(error = %e, "dropping a connection whose HTTP/2 request headers cannot be rewritten");
+                    this.failed = true;
+                    // The bytes before the failure are not handed over: the
+                    // server gets no partial frame.
+                    this.out.clear();
+                    this.out_pos = 0;
+                }
             }
         }
     }
@@ -962,6 +1000,29 @@ mod tests {
     }
 
     #[test]
+    fn many_small_blocks_cannot_amplify_without_bound() {
+        // One 4,000-byte entry, then 1,600 blocks of one reference each:
+        // 16 KB of input that decodes to 6.4 MB.
+        let mut entry = vec![0x40, 0x01, b'x'];
+        let _ = encode_integer_into(4_000, 7, 0, &mut entry);
+        entry.extend([b'v'; 4_000]);
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(HEADERS, END_HEADERS, 1, &entry));
+        for i in 0..1_600 {
+            input.extend(frame(HEADERS, END_HEADERS, 3 + 2 * i, &[0xbe]));
+        }
+        let mut rewriter = Rewriter::new();
+        let mut out = Vec::new();
+        let used = rewriter.feed_some(&input, &mut out).unwrap();
+        assert!(used < input.len() / 2, "{used}");
+        assert!(out.len() < MAX_PENDING_OUT + 8 * 1024, "{}", out.len());
+        // Once the server has read it, the rest follows.
+        out.clear();
+        let more = rewriter.feed_some(&input[used..], &mut out).unwrap();
+        assert!(more > 0 && out.len() < MAX_PENDING_OUT + 8 * 1024);
+    }
+
+    #[test]
     fn malformed_framing_is_refused() {
         let bad = |input: Vec<u8>| rewrite(&[PREFACE, &input].concat()).unwrap_err();
         assert!(matches!(
@@ -1024,6 +1085,26 @@ mod tests {
                     break;
                 }
             }
+        }
+        // Well-framed blocks of random HPACK, and valid blocks with bytes
+        // flipped, on one connection until one fails.
+        let valid = IndexingEncoder::default().encode(&request(Some("/a.sock"), "1S"));
+        for round in 0..5_000 {
+            let mut block: Vec<u8> = if round % 2 == 0 {
+                (0..rng.usize(0..48)).map(|_| rng.u8(..)).collect()
+            } else {
+                valid.clone()
+            };
+            for _ in 0..rng.usize(1..4) {
+                if !block.is_empty() {
+                    let i = rng.usize(..block.len());
+                    block[i] ^= 1 << rng.u8(0..8);
+                }
+            }
+            let mut input = PREFACE.to_vec();
+            input.extend(frame(HEADERS, END_HEADERS, 1, &valid));
+            input.extend(frame(HEADERS, END_HEADERS, 3, &block));
+            let _ = rewrite(&input);
         }
     }
 
