@@ -5,8 +5,13 @@
 //! to act on. No variant holds a secret value or a token: values travel in
 //! [`crate::secret`] types, which these messages never format.
 //!
-//! Codes: the driver retries only `UNAVAILABLE`, so transient failures map
-//! there and everything the user must fix maps to a code that says so.
+//! Codes: everything the user must fix maps to a code that says so. No
+//! failure maps to `UNAVAILABLE`: the driver's client retries that code up to
+//! three times at once (it means "the provider is not listening yet"), so a
+//! Mount failing on a struggling AWS, agent or API server would be run three
+//! times per driver attempt. The service's trouble is `UNKNOWN`, throttling
+//! `RESOURCE_EXHAUSTED`; the driver and kubelet retry the mount later, with
+//! their own backoff.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -232,7 +237,8 @@ pub fn kind_code(kind: FailureKind) -> Code {
         FailureKind::NotFound => Code::NotFound,
         FailureKind::PermissionDenied => Code::PermissionDenied,
         FailureKind::InvalidArgument => Code::InvalidArgument,
-        FailureKind::Unavailable => Code::Unavailable,
+        FailureKind::Throttled => Code::ResourceExhausted,
+        FailureKind::Unavailable => Code::Unknown,
         FailureKind::Internal => Code::Internal,
     }
 }
@@ -279,7 +285,11 @@ mod tests {
             fetch(FailureKind::PermissionDenied).code(),
             Code::PermissionDenied
         );
-        assert_eq!(fetch(FailureKind::Unavailable).code(), Code::Unavailable);
+        assert_eq!(fetch(FailureKind::Unavailable).code(), Code::Unknown);
+        assert_eq!(
+            fetch(FailureKind::Throttled).code(),
+            Code::ResourceExhausted
+        );
         assert_eq!(
             Error::Objects(vec!["x".into()]).code(),
             Code::InvalidArgument
@@ -292,6 +302,125 @@ mod tests {
             .code(),
             Code::FailedPrecondition
         );
+    }
+
+    /// Every failure kind; the match below fails to compile when one is
+    /// added without being listed here.
+    const KINDS: [FailureKind; 6] = [
+        FailureKind::NotFound,
+        FailureKind::PermissionDenied,
+        FailureKind::InvalidArgument,
+        FailureKind::Throttled,
+        FailureKind::Unavailable,
+        FailureKind::Internal,
+    ];
+
+    /// One error of every variant, Identity and Fetch with every kind.
+    fn every_error() -> Vec<Error> {
+        let mut errors = vec![
+            Error::Attributes { reason: "r".into() },
+            Error::Permission {
+                value: "9999".into(),
+                reason: "r",
+            },
+            Error::Parameter {
+                key: "region",
+                reason: "r".into(),
+            },
+            Error::Objects(vec!["o".into()]),
+            Error::TargetPath {
+                path: "/t".into(),
+                reason: "r".into(),
+            },
+            Error::Region { reason: "r".into() },
+            Error::Token {
+                audience: "sts.amazonaws.com",
+                reason: "r".into(),
+            },
+            Error::Jmes {
+                object: "o".into(),
+                path: "p".into(),
+                reason: "r".into(),
+            },
+            Error::Write {
+                path: "f".into(),
+                source: std::io::Error::other("disk"),
+            },
+            Error::ResponseTooLarge { bytes: 2, limit: 1 },
+            Error::Timeout {
+                after: Duration::from_secs(1),
+            },
+            Error::Class {
+                problems: vec!["p".into()],
+            },
+            Error::Superseded { path: "/t".into() },
+            Error::Cancelled,
+            Error::Internal("i".into()),
+        ];
+        for kind in KINDS {
+            for precondition in [false, true] {
+                errors.push(Error::Identity {
+                    what: "w".into(),
+                    kind,
+                    precondition,
+                    source: None,
+                });
+            }
+            errors.push(Error::Fetch {
+                store: "ssmparameter",
+                object: "o".into(),
+                region: "r".into(),
+                source: StoreError::new(kind, None, "m"),
+            });
+        }
+        for e in &errors {
+            // No wildcard: a new variant must be added above.
+            match e {
+                Error::Attributes { .. }
+                | Error::Permission { .. }
+                | Error::Parameter { .. }
+                | Error::Objects(_)
+                | Error::TargetPath { .. }
+                | Error::Region { .. }
+                | Error::Token { .. }
+                | Error::Identity { .. }
+                | Error::Fetch { .. }
+                | Error::Jmes { .. }
+                | Error::Write { .. }
+                | Error::ResponseTooLarge { .. }
+                | Error::Timeout { .. }
+                | Error::Class { .. }
+                | Error::Superseded { .. }
+                | Error::Cancelled
+                | Error::Internal(_) => {}
+            }
+        }
+        errors
+    }
+
+    #[test]
+    fn no_failure_answers_unavailable() {
+        for kind in KINDS {
+            match kind {
+                FailureKind::NotFound
+                | FailureKind::PermissionDenied
+                | FailureKind::InvalidArgument
+                | FailureKind::Throttled
+                | FailureKind::Unavailable
+                | FailureKind::Internal => {}
+            }
+            assert_ne!(kind_code(kind), Code::Unavailable, "{kind:?}");
+        }
+        let errors = every_error();
+        assert_eq!(errors.len(), 15 + KINDS.len() * 3);
+        for e in &errors {
+            assert_ne!(e.code(), Code::Unavailable, "{e:?}");
+            assert_ne!(e.to_status().code(), Code::Unavailable, "{e:?}");
+        }
+        let timeout = Error::Timeout {
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.code(), Code::DeadlineExceeded);
     }
 
     #[test]

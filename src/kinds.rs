@@ -15,7 +15,10 @@ pub enum FailureKind {
     PermissionDenied,
     /// The request was wrong (bad name, bad version, bad selector).
     InvalidArgument,
-    /// Throttling that outlived retries, a 5xx, a timeout, a broken connection.
+    /// Throttling that outlived the retries.
+    Throttled,
+    /// The service's trouble: a 5xx, a timeout, a broken connection, an
+    /// endpoint that does not answer.
     Unavailable,
     /// Anything else.
     Internal,

@@ -6,7 +6,8 @@
 //! `Mount` travels through these modules, in this order:
 //!
 //! - [`server`]: binds `<provider-volume>/aws.sock`, serves the driver's
-//!   `v1alpha1.CSIDriverProvider` API ([`proto`]), isolates each request,
+//!   `v1alpha1.CSIDriverProvider` API ([`proto`]) to any `:authority` the
+//!   driver sends ([`server::authority`]), isolates each request,
 //!   tells a mount when its caller gave up, and shuts down gracefully.
 //! - [`mount`]: orchestrates one mount, top to bottom: offline checks →
 //!   the target's order (newest wins) → regions → identity → fetch per

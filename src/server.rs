@@ -11,6 +11,11 @@
 //! turned into an `INTERNAL` answer for that request (without the panic's
 //! payload) and the server keeps serving. When the caller gives up on a
 //! request, its mount is told so and stops (see [`crate::mount`]).
+//!
+//! Every accepted connection goes through [`authority::AuthorityRewrite`],
+//! so that drivers sending the socket path as `:authority` are served.
+
+pub mod authority;
 
 use std::future::Future;
 use std::io;
@@ -21,6 +26,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -159,6 +165,14 @@ impl CsiDriverProvider for Provider {
     }
 }
 
+/// The accepted connections, each behind the `:authority` rewrite.
+fn incoming(
+    listener: UnixListener,
+) -> impl tokio_stream::Stream<Item = io::Result<authority::AuthorityRewrite<tokio::net::UnixStream>>>
+{
+    UnixListenerStream::new(listener).map(|accepted| accepted.map(authority::AuthorityRewrite::new))
+}
+
 /// Serves `provider` on `listener` until `shutdown` completes, then waits at
 /// most `grace` for in-flight requests.
 pub async fn run(
@@ -174,7 +188,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(provider.into_service())
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = stop_rx.await;
         });
     tokio::pin!(serve);

@@ -484,7 +484,7 @@ async fn server_errors_are_unavailable_after_the_retries() {
     w.proxy
         .add_rule(Rule::new().respond(400, "ThrottlingException"));
     let r = fetch_secrets(&stores, vec![item("t10/db")]).await;
-    assert_eq!(error(&r[0]).kind, FailureKind::Unavailable);
+    assert_eq!(error(&r[0]).kind, FailureKind::Throttled);
 
     // A 500 that goes away is retried into a value.
     w.proxy.clear_rules();

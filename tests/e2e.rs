@@ -468,7 +468,7 @@ async fn pod_identity_through_the_agent_over_ipv4_then_ipv6() {
     let dir = target(&down, "v4-only");
     expect_err(
         down.mount(request(&dir, SA, &v4, Some(&token))).await,
-        Code::Unavailable,
+        Code::Unknown,
         &["Pod Identity", &closed_url],
     );
     assert!(files(&dir).is_empty());
@@ -885,7 +885,7 @@ async fn faults_give_clear_codes_write_nothing_and_the_server_keeps_serving() {
     let d = dir();
     expect_err(
         ascp.mount(request(&d, "fresh", &irsa, Some(&good))).await,
-        Code::Unavailable,
+        Code::Unknown,
         &["service account fresh", "503"],
     );
     dirs.push(d);
@@ -913,7 +913,7 @@ async fn faults_give_clear_codes_write_nothing_and_the_server_keeps_serving() {
     expect_err(
         ascp.mount(request(&d, SA, &pod_identity, Some(&other(1))))
             .await,
-        Code::Unavailable,
+        Code::Unknown,
         &["HTTP 500", "agent exploded", "agent6 exploded", "attempts"],
     );
     dirs.push(d);
@@ -924,7 +924,7 @@ async fn faults_give_clear_codes_write_nothing_and_the_server_keeps_serving() {
     expect_err(
         ascp.mount(request(&d, SA, &pod_identity, Some(&other(2))))
             .await,
-        Code::Unavailable,
+        Code::Unknown,
         &["unusable answer"],
     );
     dirs.push(d);

@@ -167,7 +167,7 @@ async fn metrics_probes_and_redaction() {
         2.0,
         "{after}"
     );
-    assert!(after.contains(r#"ascp_mount_requests_total{outcome="failure",code="Unavailable"}"#));
+    assert!(after.contains(r#"ascp_mount_requests_total{outcome="failure",code="Unknown"}"#));
     assert!(after.contains("ascp_mount_duration_seconds_bucket"));
     assert!(after.contains("ascp_mounts_in_flight 0"));
     assert!(after.contains("ascp_build_info"));

@@ -5,9 +5,9 @@
 //! The kind decides whether failover may hide a failure
 //! ([`FailureKind::is_client_error`]): anything the caller must fix (a missing
 //! secret, a denied permission, a bad request) is a client error and fails the
-//! mount even when another region answers; service trouble (5xx, throttling
-//! that outlived the retries, timeouts, broken connections) is `Unavailable`,
-//! which the driver retries and failover may cover.
+//! mount even when another region answers; service trouble (5xx, timeouts,
+//! broken connections) is `Unavailable` and throttling that outlived the
+//! retries `Throttled`, which failover may cover.
 //!
 //! This module never sees a value: it reads error codes, HTTP statuses and the
 //! service's error messages, none of which carry secret contents. It never
@@ -28,8 +28,9 @@ const MAX_MESSAGE: usize = 512;
 /// The code decides when it is known, because the status does not always
 /// agree with it (throttling comes as 400; moto answers some
 /// `InvalidRequestException`s with 404). An unknown code falls back to the
-/// status so that SPEC §4's rule holds: every 4xx is a client error, every
-/// 5xx is `Unavailable`. With neither, the failure is `Internal`.
+/// status so that SPEC §4's rule holds: every 4xx is a client error (but
+/// 408 and 429, the service's trouble), every 5xx is `Unavailable`. With
+/// neither, the failure is `Internal`.
 pub fn classify(code: Option<&str>, status: Option<u16>) -> FailureKind {
     if let Some(kind) = code.and_then(kind_of_code) {
         return kind;
@@ -38,7 +39,8 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> FailureKind {
         Some(401 | 403) => FailureKind::PermissionDenied,
         Some(404) => FailureKind::NotFound,
         // Request timeout and throttling are the service's trouble, not ours.
-        Some(408 | 429) => FailureKind::Unavailable,
+        Some(408) => FailureKind::Unavailable,
+        Some(429) => FailureKind::Throttled,
         Some(400..=499) => FailureKind::InvalidArgument,
         Some(500..=599) => FailureKind::Unavailable,
         _ => FailureKind::Internal,
@@ -84,7 +86,7 @@ fn kind_of_code(code: &str) -> Option<FailureKind> {
         | "ParameterVersionLabelLimitExceeded"
         | "UnsupportedParameterType"
         | "SerializationException" => FailureKind::InvalidArgument,
-        // Throttling that outlived the SDK's retries, and service faults.
+        // Throttling that outlived the SDK's retries.
         "ThrottlingException"
         | "Throttling"
         | "ThrottledException"
@@ -94,8 +96,9 @@ fn kind_of_code(code: &str) -> Option<FailureKind> {
         | "RequestThrottledException"
         | "ProvisionedThroughputExceededException"
         | "PriorRequestNotComplete"
-        | "SlowDown"
-        | "RequestTimeout"
+        | "SlowDown" => FailureKind::Throttled,
+        // Service faults.
+        "RequestTimeout"
         | "RequestTimeoutException"
         | "InternalServiceError"
         | "InternalServerError"
@@ -239,8 +242,8 @@ mod tests {
                 400,
                 FailureKind::InvalidArgument,
             ),
-            ("ThrottlingException", 400, FailureKind::Unavailable),
-            ("TooManyRequestsException", 429, FailureKind::Unavailable),
+            ("ThrottlingException", 400, FailureKind::Throttled),
+            ("TooManyRequestsException", 429, FailureKind::Throttled),
             ("InternalServiceError", 500, FailureKind::Unavailable),
             ("InternalServerError", 500, FailureKind::Unavailable),
         ];
@@ -258,7 +261,7 @@ mod tests {
             FailureKind::PermissionDenied
         );
         assert_eq!(classify(Some("Weird"), Some(404)), FailureKind::NotFound);
-        assert_eq!(classify(Some("Weird"), Some(429)), FailureKind::Unavailable);
+        assert_eq!(classify(Some("Weird"), Some(429)), FailureKind::Throttled);
         assert_eq!(
             classify(Some("Weird"), Some(400)),
             FailureKind::InvalidArgument
@@ -274,7 +277,7 @@ mod tests {
         for status in 400..500u16 {
             let kind = classify(None, Some(status));
             if status == 408 || status == 429 {
-                assert_eq!(kind, FailureKind::Unavailable);
+                assert!(!kind.is_client_error(), "{status}: {kind:?}");
             } else {
                 assert!(kind.is_client_error(), "{status}: {kind:?}");
             }

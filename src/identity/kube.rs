@@ -39,8 +39,8 @@ pub const POD_NODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a node's region is reused.
 pub const NODE_REGION_TTL: Duration = Duration::from_secs(60 * 60);
 /// How long one API call may take, rate-limit wait excluded. A slow API
-/// server fails the mount as Unavailable (the driver retries) well inside
-/// kubelet's two minutes.
+/// server fails the mount (kubelet retries it later) well inside kubelet's
+/// two minutes.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Entries per cache: far more pods and nodes than one node sees.
 const CACHE_CAPACITY: u64 = 10_000;

@@ -248,7 +248,13 @@ impl IdentityBackend {
                 Error::Identity { kind, .. } => *kind,
                 _ => FailureKind::InvalidArgument,
             },
-            precondition: !matches!(&e, Error::Identity { kind: FailureKind::Unavailable, .. }),
+            precondition: !matches!(
+                &e,
+                Error::Identity {
+                    kind: FailureKind::Unavailable | FailureKind::Throttled,
+                    ..
+                }
+            ),
             source: Some(Box::new(e)),
         })
     }

@@ -46,8 +46,8 @@ pub fn backend(
     kube_config.connect_timeout = Some(Duration::from_secs(5));
     kube_config.read_timeout = Some(identity::kube::DEFAULT_CALL_TIMEOUT);
     // kube retries 429/503/504 with a backoff longer than our per-call
-    // deadline, which would turn a clear "503" into a timeout; the driver
-    // retries an Unavailable mount anyway.
+    // deadline, which would turn a clear "503" into a timeout; kubelet
+    // retries a failed mount anyway.
     kube_config.default_retry = false;
     let cluster_url = kube_config.cluster_url.to_string();
     let kube_client = kube::Client::try_from(kube_config)
