@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use ascp::aws::{FetchOptions, StoreFactory};
 use ascp::store::{FailureKind, FetchItem, Fetched, StoreError, Stores};
+use aws_config::AppName;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{AppName, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::types::ParameterType;
@@ -50,7 +50,6 @@ fn moto() -> &'static MotoServer {
 /// counted).
 struct World {
     proxy: FaultProxy,
-    base: SdkConfig,
     factory: StoreFactory,
     sm: SecretsClient,
     ssm: SsmClient,
@@ -80,7 +79,6 @@ impl World {
         let seed = support::sdk_config(&moto.endpoint(), REGION).await;
         World {
             proxy,
-            base,
             factory,
             sm: SecretsClient::new(&seed),
             ssm: SsmClient::new(&seed),
