@@ -10,7 +10,11 @@ use ascp::config::{Cli, Command, ServeArgs};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rust_log = std::env::var("RUST_LOG").ok();
-    ascp::telemetry::init_tracing(cli.log_format, rust_log.as_deref());
+    let colour = ascp::telemetry::use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    ascp::telemetry::init_tracing(cli.log_format, rust_log.as_deref(), colour);
     ascp::telemetry::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,9 +3,10 @@
 //! One process-wide registry ([`global`]), encoded in the Prometheus text
 //! format by the crate `prometheus-client`. Every label is low-cardinality
 //! by construction: outcomes, gRPC codes, store kinds, AWS services and
-//! operations, region names that look like AWS regions (anything else is
-//! `other`), credential methods and Kubernetes resources. Never a pod name, a
-//! secret name, a role or a value.
+//! operations (names compiled into the AWS SDK), known AWS regions (anything
+//! else is `other`, see [`region_label`]), credential methods and Kubernetes
+//! resources. Never a pod name, a secret name, a role, a value or any other
+//! text taken from a request.
 //!
 //! AWS calls are counted by an SDK interceptor ([`AwsCallMetrics`]) attached
 //! to every client, so no store code has to remember to count.
@@ -43,8 +44,8 @@ pub struct AwsCallLabels {
     pub service: String,
     /// e.g. `GetSecretValue`.
     pub operation: String,
-    /// An AWS region name, or `other`.
-    pub region: String,
+    /// One of [`KNOWN_REGIONS`], or `other`.
+    pub region: &'static str,
     /// `success`, `client_error`, `server_error` or `transport_error`.
     pub outcome: &'static str,
 }
@@ -238,26 +239,73 @@ pub fn global() -> &'static Metrics {
     &METRICS
 }
 
-/// A region label: the name when it looks like an AWS region, else `other`,
-/// so hostile SecretProviderClasses cannot grow the label set.
-pub fn region_label(region: &str) -> String {
-    let parts: Vec<&str> = region.split('-').collect();
-    let looks_like_region = (3..=5).contains(&parts.len())
-        && parts[0].len() == 2
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.len() <= 10
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    if looks_like_region {
-        region.to_owned()
-    } else {
-        "other".to_owned()
-    }
+/// The regions a region label may name: every AWS region (commercial,
+/// GovCloud, China, European Sovereign Cloud, ISO) known when this list was
+/// last updated. A newer region is labelled `other` until it is added here;
+/// it still works, since the list is for labels only.
+pub const KNOWN_REGIONS: &[&str] = &[
+    // Commercial.
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    // GovCloud.
+    "us-gov-east-1",
+    "us-gov-west-1",
+    // China.
+    "cn-north-1",
+    "cn-northwest-1",
+    // European Sovereign Cloud.
+    "eusc-de-east-1",
+    // ISO partitions.
+    "eu-isoe-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+];
+
+/// A region label: the region itself when it is one of [`KNOWN_REGIONS`],
+/// else `other`. The label set is therefore fixed at build time, whatever
+/// regions SecretProviderClasses name.
+pub fn region_label(region: &str) -> &'static str {
+    KNOWN_REGIONS
+        .iter()
+        .find(|known| **known == region)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Counts every call of an AWS SDK client: attach it with
@@ -299,8 +347,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsCallMetrics 
             .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
         let region = cfg
             .load::<aws_types::region::Region>()
-            .map(|r| region_label(r.as_ref()))
-            .unwrap_or_else(|| "other".into());
+            .map_or("other", |r| region_label(r.as_ref()));
         let outcome = match (context.output_or_error(), context.response()) {
             (Some(Ok(_)), _) => "success",
             (_, Some(resp)) if resp.status().is_client_error() => "client_error",
@@ -330,12 +377,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn regions_outside_the_aws_shape_collapse_to_other() {
+    fn only_known_regions_are_labels() {
         assert_eq!(region_label("us-east-1"), "us-east-1");
         assert_eq!(region_label("us-gov-west-1"), "us-gov-west-1");
+        assert_eq!(region_label("cn-northwest-1"), "cn-northwest-1");
         assert_eq!(region_label("ap-southeast-4"), "ap-southeast-4");
+        // Region-shaped but made up: what a hostile class would send.
+        assert_eq!(region_label("aa-a-1"), "other");
+        assert_eq!(region_label("us-east-99"), "other");
         assert_eq!(region_label("attacker-controlled"), "other");
-        assert_eq!(region_label("aaaa-bbbb-1"), "other");
+        assert_eq!(region_label(""), "other");
     }
 
     #[test]

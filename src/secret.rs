@@ -3,9 +3,19 @@
 //! service-account tokens.
 //!
 //! The types have no `Display` and a hand-written `Debug` that prints only the
-//! length, so formatting one by mistake cannot leak it. Their memory is zeroed
-//! when dropped. Reading the value takes an explicit `expose()` call, which
-//! makes every use visible in review.
+//! length, so formatting one by mistake cannot leak it. Reading the value
+//! takes an explicit `expose()` call, which makes every use visible in review.
+//!
+//! The bytes a value of these types owns are zeroed when it is dropped: each
+//! fetched secret or parameter value, each jmesPath result, and the
+//! service-account tokens once taken from the request. Copies made outside
+//! these types are not: the AWS SDK's and the TLS stack's buffers and the
+//! response structures the SDK hands back, the parsed JSON a jmesPath
+//! expression runs on ([`crate::jmes::Document`]), the file contents handed
+//! to the driver ([`crate::proto::File`]), and the request's attributes,
+//! which carry the token JSON as plain strings. Zeroing shortens how long a
+//! value lingers in memory; it does not keep it from a reader of the
+//! process's memory.
 
 use std::fmt;
 use zeroize::Zeroizing;

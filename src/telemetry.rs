@@ -1,7 +1,10 @@
 //! Logging and the panic hook, set up once by `main`.
 //!
 //! Logs go to stderr as text or one JSON object per line; the level comes
-//! from `RUST_LOG` (default `info`). Trace events of the AWS SDK and the
+//! from `RUST_LOG` (default `info`). Text is coloured with ANSI escapes only
+//! when `main` says so: stderr is a terminal and `NO_COLOR` is unset or
+//! empty (<https://no-color.org>), so `kubectl logs` and log collectors get
+//! plain text. Trace events of the AWS SDK and the
 //! HTTP stack are dropped whatever `RUST_LOG` says, because at trace level
 //! they print whole requests, whose bodies and headers carry web identity
 //! tokens, session tokens and signatures.
@@ -17,15 +20,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `directives` is `RUST_LOG`'s value.
-pub fn init_tracing(format: LogFormat, directives: Option<&str>) {
+/// Installs the global subscriber; `directives` is `RUST_LOG`'s value,
+/// `colour` whether text lines may carry ANSI colour escapes.
+pub fn init_tracing(format: LogFormat, directives: Option<&str>, colour: bool) {
     use tracing_subscriber::prelude::*;
 
     let filter = directives
         .filter(|d| !d.trim().is_empty())
         .and_then(|d| EnvFilter::try_new(d).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let registry =
         tracing_subscriber::registry()
             .with(filter)
@@ -75,4 +81,25 @@ pub fn install_panic_hook() {
             .unwrap_or_default();
         tracing::error!(%location, "panic (payload withheld)");
     }));
+}
+
+/// Whether text logs may be coloured: only on a terminal, and never when
+/// `no_color` (the `NO_COLOR` variable) is set to a non-empty value.
+pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
+    }
 }

@@ -1216,6 +1216,57 @@ fn chart_renders_without_rbac_or_metrics_and_names_follow_overrides() {
     assert!(ok, "ascp rejects {args:?}:\n{stdout}{stderr}");
 }
 
+/// With host networking (eks-auth) the endpoint would be open on the node's
+/// addresses: it binds loopback and the probes follow, unless the user sets
+/// `metrics.host`. In the default mode it binds every address of the pod.
+#[test]
+fn metrics_bind_loopback_on_the_host_network_unless_asked_otherwise() {
+    let render = |values: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("values.yaml");
+        std::fs::write(&file, values).unwrap();
+        let objects = render_objects(Some(&file), "ascp", "kube-system");
+        let ds = one(&objects, "DaemonSet");
+        let host_network = ds["spec"]["template"]["spec"]["hostNetwork"].clone();
+        (host_network, daemonset_container(&objects))
+    };
+    let eks_auth = "podIdentityMode: eks-auth\nclusterName: prod\n";
+    let probes = |c: &J| {
+        (
+            c["livenessProbe"]["httpGet"].clone(),
+            c["readinessProbe"]["httpGet"].clone(),
+        )
+    };
+
+    let (host_network, c) = render(eks_auth);
+    assert_eq!(host_network, true);
+    assert_eq!(args_of(&c).last().unwrap(), "--metrics-addr=127.0.0.1:8989");
+    assert_eq!(
+        probes(&c),
+        (
+            json!({"host": "127.0.0.1", "path": "/healthz", "port": "metrics"}),
+            json!({"host": "127.0.0.1", "path": "/readyz", "port": "metrics"})
+        )
+    );
+
+    // Opting in to a wider address: probes go to the pod IP again.
+    let (_, c) = render(&format!("{eks_auth}metrics:\n  host: 0.0.0.0\n"));
+    assert_eq!(args_of(&c).last().unwrap(), "--metrics-addr=0.0.0.0:8989");
+    assert_eq!(
+        probes(&c),
+        (
+            json!({"path": "/healthz", "port": "metrics"}),
+            json!({"path": "/readyz", "port": "metrics"})
+        )
+    );
+
+    // The default mode: the pod's own network, every address.
+    let (host_network, c) = render("{}\n");
+    assert_eq!(host_network, false);
+    assert_eq!(args_of(&c).last().unwrap(), "--metrics-addr=0.0.0.0:8989");
+    assert!(c["livenessProbe"]["httpGet"]["host"].is_null());
+}
+
 #[test]
 fn chart_keeps_ascp_values_and_metadata() {
     let values = chart_values(None);

@@ -978,11 +978,12 @@ async fn sigterm_lets_the_in_flight_mount_finish_then_removes_the_socket() {
     let world = World::start().await;
     create_secret_string(&world.sm(REGION).await, "web/slow", "slow-value").await;
     let ascp = world.ascp(&["--shutdown-grace=10s"], "info").await;
-    // Every secret read takes 1.5 s, so the mount is in flight at SIGTERM.
+    // The secret read is held at the proxy for 3 s; SIGTERM goes once the
+    // proxy has it, so the mount is in flight.
     world.proxy.add_rule(
         Rule::new()
             .operation("GetSecretValue")
-            .delay(Duration::from_millis(1500)),
+            .delay(Duration::from_secs(3)),
     );
     let objects = "- objectName: web/slow\n  objectType: secretsmanager\n";
     let params = [("region", REGION), ("objects", objects)];
@@ -991,7 +992,11 @@ async fn sigterm_lets_the_in_flight_mount_finish_then_removes_the_socket() {
     let mut client = ascp.client().await;
     let request = request(&dir, SA, &params, Some(&token));
     let in_flight = tokio::spawn(async move { client.mount(request).await });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    while world.proxy.calls("GetSecretValue") == 0 {
+        assert!(!in_flight.is_finished(), "the mount ended before its read");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     ascp.terminate();
 
     let answer = in_flight

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ascp::identity::kube::KubeLookups;
 use ascp::identity::pod_identity::{AgentClient, AgentConfig, AgentCredentialsProvider};
@@ -66,18 +66,22 @@ async fn the_agent_client_stops_at_the_budget_and_at_client_errors() {
     c.max_attempts = 100;
     c.retry_budget = Duration::from_millis(800);
     let client = AgentClient::new(c).unwrap();
-    let started = Instant::now();
     let e = client
         .fetch(&Token::new(TOKEN), AddressPreference::Ipv4)
         .await
         .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(e.kind, FailureKind::Unavailable);
     assert!(e.message.contains("no answer within"), "{}", e.message);
+    // Attempts of at most 300 ms within 800 ms: the budget, not the 100
+    // attempts allowed, ended the retries (a slower machine makes fewer).
+    let attempts: u32 = e
+        .message
+        .split("(after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    assert!(attempts <= 3, "{}", e.message);
 
     // 403: not retried, PermissionDenied; 404 (no association): the
     // operator's to fix. The agent's message is passed on.
@@ -115,16 +119,11 @@ async fn the_agent_client_stops_at_the_budget_and_at_client_errors() {
 async fn auto_falls_back_to_ipv6_at_once_when_ipv4_refuses() {
     let agent6 = AgentStub::start("[::1]:0").await;
     let client = AgentClient::new(config(&closed_url(), &agent6.url())).unwrap();
-    let started = Instant::now();
     let credentials = client
         .fetch(&Token::new(TOKEN), AddressPreference::Auto)
         .await
         .unwrap();
     assert_eq!(credentials.access_key_id(), AGENT_ACCESS_KEY_ID);
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "no retrying a refused IPv4"
-    );
     assert_eq!(agent6.calls(), 1);
 
     // Both refusing: Unavailable, naming both endpoints.
@@ -141,6 +140,10 @@ async fn auto_falls_back_to_ipv6_at_once_when_ipv4_refuses() {
         "{}",
         e.message
     );
+    // A refused IPv4 is tried once when IPv6 follows; the last endpoint
+    // gets the retries.
+    let ipv4_part = e.message.split("; ").find(|p| p.contains(&ipv4)).unwrap();
+    assert!(!ipv4_part.contains("attempts"), "{}", e.message);
 }
 
 #[tokio::test]
@@ -218,7 +221,6 @@ async fn kube_lookups_cache_and_explain_failures() {
     let e = kube.role_arn("shop", "other").await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{}", e.full_message());
     stub.set_mode(KubeMode::Hang);
-    let started = Instant::now();
     let e = kube.role_arn("shop", "slow").await.unwrap_err();
     assert_eq!(e.code(), Code::Unknown, "{}", e.full_message());
     assert!(
@@ -226,7 +228,6 @@ async fn kube_lookups_cache_and_explain_failures() {
         "{}",
         e.full_message()
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
     // Cached answers still serve while the API is away.
     assert!(kube.role_arn("shop", "web").await.is_ok());
 }
@@ -241,14 +242,77 @@ async fn kube_lookups_are_rate_limited() {
             Some("arn:aws:iam::123456789012:role/r"),
         );
     }
-    // Burst 2, then 5 a second: six reads take at least 4 × 200 ms.
+    // Burst 2, then 5 a second: six reads take at least 4 × 200 ms. Only
+    // the lower bound is the limiter's promise; how much longer they take
+    // depends on the machine (the exact schedule is the unit test's, on
+    // tokio's paused clock).
     let kube = lookups(&stub, 5, 2, Duration::from_secs(5)).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     for i in 0..6 {
         kube.role_arn("ns", &format!("sa-{i}")).await.unwrap();
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(750), "{took:?}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took >= Duration::from_millis(790), "{took:?}");
     assert_eq!(stub.calls("serviceaccounts"), 6);
+}
+
+/// Moves tokio's clock `by` without waiting, then lets it run again: the
+/// stub's I/O runs on a running clock, the caches' ages see the jump.
+async fn skip(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+#[tokio::test]
+async fn kube_answers_that_fail_a_mount_are_reread_after_five_seconds() {
+    let stub = KubeApiStub::start().await;
+    stub.add_service_account("shop", "web", None);
+    stub.add_service_account("shop", "typo", Some("arn:aws:iam::123456789012:user/web"));
+    stub.add_pod("shop", "web-0", Some("node-a"));
+    stub.add_node("node-a", None);
+    let kube = lookups(&stub, 100, 100, Duration::from_secs(5)).await;
+    let negative = ascp::identity::kube::NEGATIVE_TTL;
+    assert_eq!(negative, Duration::from_secs(5));
+
+    // A burst of mounts costs one read each.
+    for _ in 0..3 {
+        assert!(kube.role_arn("shop", "web").await.is_err());
+        assert!(kube.role_arn("shop", "typo").await.is_err());
+        assert!(kube.pod_region("shop", "web-0", "uid-1").await.is_err());
+    }
+    assert_eq!(stub.calls("serviceaccounts"), 2);
+    assert_eq!(stub.calls("nodes"), 1);
+
+    // The operator fixes all three; within the negative TTL the old answer
+    // still holds.
+    let role = "arn:aws:iam::123456789012:role/web";
+    stub.add_service_account("shop", "web", Some(role));
+    stub.add_service_account("shop", "typo", Some(role));
+    stub.add_node("node-a", Some("eu-west-3"));
+    // The clock stays paused while the cache answers (no I/O, no timer).
+    tokio::time::pause();
+    tokio::time::advance(negative - Duration::from_secs(1)).await;
+    assert!(kube.role_arn("shop", "web").await.is_err());
+    assert!(kube.pod_region("shop", "web-0", "uid-1").await.is_err());
+    assert_eq!(stub.calls("serviceaccounts"), 2);
+    assert_eq!(stub.calls("nodes"), 1);
+
+    // After it, the next mount reads again and succeeds.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    tokio::time::resume();
+    assert_eq!(kube.role_arn("shop", "web").await.unwrap(), role);
+    assert_eq!(kube.role_arn("shop", "typo").await.unwrap(), role);
+    assert_eq!(
+        kube.pod_region("shop", "web-0", "uid-1").await.unwrap(),
+        "eu-west-3"
+    );
+    assert_eq!(stub.calls("serviceaccounts"), 4);
+    assert_eq!(stub.calls("nodes"), 2);
+    assert_eq!(stub.calls("pods"), 1, "the pod's node was found and kept");
+
+    // Usable answers stay cached well past the negative TTL.
+    skip(Duration::from_secs(20)).await;
+    assert_eq!(kube.role_arn("shop", "web").await.unwrap(), role);
+    assert_eq!(stub.calls("serviceaccounts"), 4);
 }

@@ -505,10 +505,8 @@ async fn latency_delays_hangs_and_disconnects() {
         ),
         "{err:?}"
     );
-    assert!(
-        hung >= Duration::from_millis(1500) && hung < Duration::from_secs(10),
-        "{hung:?}"
-    );
+    // Lower bounds only: a busy machine makes every call slower.
+    assert!(hung >= Duration::from_millis(1500), "{hung:?}");
 
     // A dropped connection is a dispatch failure, not a service error.
     proxy.add_rule(

@@ -127,7 +127,8 @@ mod tests {
         max.load(Ordering::SeqCst)
     }
 
-    #[tokio::test]
+    // Paused clock: the sleeps only keep every task in flight at once.
+    #[tokio::test(start_paused = true)]
     async fn both_limits_hold() {
         let per = |p, g| {
             Limits::new(&FetchOptions {

@@ -32,7 +32,9 @@ mod secrets_manager;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
@@ -79,6 +81,14 @@ pub enum ConfigError {
 /// shared config files, with standard retries, this module's timeouts, and
 /// `app_id` (`<program>-<version>`, SPEC §5) in the user agent.
 ///
+/// The region comes from `AWS_REGION` (or `AWS_DEFAULT_REGION`) or the
+/// shared config file only, never from instance metadata: regions come per
+/// mount, and asking IMDS where it is unreachable (a pod without host
+/// networking) costs seconds and two warnings at every start. The
+/// provider's own credentials (the SDK's default chain, which ends with
+/// IMDS) are resolved lazily, on the first call signed with them: only
+/// `eks-auth` mode makes one.
+///
 /// Called once at start-up; the region and credentials it finds are replaced
 /// per store by [`StoreFactory::stores`].
 pub async fn load_base_config(app_id: &str) -> Result<SdkConfig, ConfigError> {
@@ -86,13 +96,36 @@ pub async fn load_base_config(app_id: &str) -> Result<SdkConfig, ConfigError> {
         app_id: app_id.to_owned(),
         reason: e.to_string(),
     })?;
+    let http_client = shared_https_client();
+    // The SDK's default credentials chain resolves a region when it is
+    // built, through IMDS when none is configured: give it ours.
+    let own_credentials =
+        aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .configure(
+                aws_config::provider_config::ProviderConfig::default()
+                    .with_http_client(http_client.clone()),
+            )
+            .region(configured_region())
+            .build()
+            .await;
     Ok(aws_config::defaults(BehaviorVersion::latest())
+        .region(configured_region())
+        .credentials_provider(own_credentials)
         .app_name(app_name)
-        .http_client(shared_https_client())
+        .http_client(http_client)
         .retry_config(RetryConfig::standard())
         .timeout_config(default_timeouts())
         .load()
         .await)
+}
+
+/// The region named by the environment or the shared config file, if any;
+/// never asks instance metadata.
+fn configured_region() -> aws_config::meta::region::RegionProviderChain {
+    aws_config::meta::region::RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
 }
 
 /// The timeouts used when the base config sets none.
@@ -227,7 +260,7 @@ fn shared_https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
 }
 
 /// Principals whose BatchGetSecretValue calls were denied, and until when to
-/// skip the batch call for them.
+/// skip the batch call for them (on tokio's clock, which tests can pause).
 pub(crate) struct BatchDenials {
     ttl: Duration,
     until: Mutex<HashMap<String, Instant>>,
@@ -318,14 +351,16 @@ fn log_result(what: &str, region: &str, object: &str, result: &Result<Fetched, S
 mod tests {
     use super::*;
 
-    #[test]
-    fn denials_expire() {
-        let d = BatchDenials::new(Duration::from_millis(30));
+    #[tokio::test(start_paused = true)]
+    async fn denials_expire() {
+        let d = BatchDenials::new(Duration::from_secs(30));
         assert!(!d.is_denied("role/a"));
         d.deny("role/a");
         assert!(d.is_denied("role/a"));
         assert!(!d.is_denied("role/b"));
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(d.is_denied("role/a"));
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(!d.is_denied("role/a"));
         d.deny("role/b");
         assert_eq!(d.lock().len(), 1);

@@ -282,7 +282,8 @@ mod tests {
         assert_eq!(k, key("distinctive-token-value"));
     }
 
-    #[tokio::test]
+    // Paused clock: the sleeps only keep every task in flight at once.
+    #[tokio::test(start_paused = true)]
     async fn concurrent_loads_share_one_call_and_tokens_never_share() {
         let cache = CredentialCache::new(100);
         let calls = Arc::new(AtomicUsize::new(0));

@@ -12,8 +12,16 @@
 //!   name (a scheduled pod never changes node);
 //! - node → region for [`NODE_REGION_TTL`] (a node's region does not change).
 //!
-//! Failures are not cached. It must never read the environment: the
-//! [`kube::Client`] is built by the binary's `main` and handed in.
+//! Failures are not cached: a failed call (not found, forbidden, timeout) is
+//! made again by the next mount. An answer that fails the mount, i.e. a
+//! ServiceAccount without the role annotation or with one that is not an IAM
+//! role ARN, or a node without the region label, is reused for at most
+//! [`NEGATIVE_TTL`] (5 s): enough to absorb a burst of mounts of one
+//! Deployment's pods, short enough that the mount after an operator's fix
+//! succeeds. Its age is measured on tokio's clock.
+//!
+//! It must never read the environment: the [`kube::Client`] is built by the
+//! binary's `main` and handed in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +46,9 @@ pub const SERVICE_ACCOUNT_TTL: Duration = Duration::from_secs(30);
 pub const POD_NODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// How long a node's region is reused.
 pub const NODE_REGION_TTL: Duration = Duration::from_secs(60 * 60);
+/// How long an answer that fails the mount (no role annotation, a malformed
+/// one, no region label) is reused.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// How long one API call may take, rate-limit wait excluded. A slow API
 /// server fails the mount (kubelet retries it later) well inside kubelet's
 /// two minutes.
@@ -102,9 +113,57 @@ pub struct KubeLookups {
     client: kube::Client,
     limiter: Arc<RateLimiter>,
     call_timeout: Duration,
-    service_accounts: Cache<(String, String), Option<String>>,
+    service_accounts: Cache<(String, String), Answer>,
     pod_nodes: Cache<(String, String, String), String>,
-    node_regions: Cache<String, Option<String>>,
+    node_regions: Cache<String, Answer>,
+}
+
+/// A cached annotation or label value (`None`: absent), and when it was read.
+#[derive(Clone, Debug)]
+struct Answer {
+    value: Option<String>,
+    read_at: Instant,
+}
+
+/// The cached value of `key`, else `fetch`'s. A cached value `usable`
+/// rejects is reused only while younger than [`NEGATIVE_TTL`]; errors are
+/// never cached (moka's `try_get_with` shares one call among concurrent
+/// callers and keeps only successes).
+async fn cached_answer<K>(
+    cache: &Cache<K, Answer>,
+    key: K,
+    usable: impl Fn(Option<&str>) -> bool,
+    fetch: impl std::future::Future<Output = Result<Option<String>, Error>>,
+) -> Result<Option<String>, Error>
+where
+    K: std::hash::Hash + Eq + Send + Sync + Clone + 'static,
+{
+    if let Some(found) = cache.get(&key).await {
+        if usable(found.value.as_deref()) || found.read_at.elapsed() < NEGATIVE_TTL {
+            return Ok(found.value);
+        }
+        cache.invalidate(&key).await;
+    }
+    cache
+        .try_get_with(key, async {
+            fetch.await.map(|value| Answer {
+                value,
+                read_at: Instant::now(),
+            })
+        })
+        .await
+        .map(|found| found.value)
+        .map_err(|e| shared_error(&e))
+}
+
+/// Whether a role annotation lets a mount proceed.
+fn usable_role(annotation: Option<&str>) -> bool {
+    annotation.is_some_and(|arn| crate::spc::objects::is_iam_role_arn(arn.trim()))
+}
+
+/// Whether a region label lets a mount proceed.
+fn usable_region(label: Option<&str>) -> bool {
+    label.is_some_and(|r| !r.trim().is_empty())
 }
 
 impl KubeLookups {
@@ -134,11 +193,13 @@ impl KubeLookups {
     /// `eks.amazonaws.com/role-arn` annotation, which must be an IAM role ARN.
     pub async fn role_arn(&self, namespace: &str, name: &str) -> Result<String, Error> {
         let key = (namespace.to_owned(), name.to_owned());
-        let annotation = self
-            .service_accounts
-            .try_get_with(key, self.fetch_role_annotation(namespace, name))
-            .await
-            .map_err(|e| shared_error(&e))?;
+        let annotation = cached_answer(
+            &self.service_accounts,
+            key,
+            usable_role,
+            self.fetch_role_annotation(namespace, name),
+        )
+        .await?;
         let precondition = |what: String| Error::Identity {
             what,
             kind: FailureKind::InvalidArgument,
@@ -149,12 +210,10 @@ impl KubeLookups {
             None => Err(precondition(format!(
                 "service account {name} in namespace {namespace} has no {ROLE_ARN_ANNOTATION} annotation: annotate it with the IAM role to use (IRSA), or set usePodIdentity: \"true\" in the SecretProviderClass for EKS Pod Identity"
             ))),
-            Some(arn) if !crate::spc::objects::is_iam_role_arn(arn.trim()) => {
-                Err(precondition(format!(
-                    "service account {name} in namespace {namespace}: annotation {ROLE_ARN_ANNOTATION} {:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)",
-                    bounded(&arn)
-                )))
-            }
+            Some(arn) if !usable_role(Some(&arn)) => Err(precondition(format!(
+                "service account {name} in namespace {namespace}: annotation {ROLE_ARN_ANNOTATION} {:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)",
+                bounded(&arn)
+            ))),
             Some(arn) => Ok(arn.trim().to_owned()),
         }
     }
@@ -183,13 +242,15 @@ impl KubeLookups {
             .try_get_with(key, self.fetch_node_name(namespace, pod))
             .await
             .map_err(|e| shared_error(&e))?;
-        let region = self
-            .node_regions
-            .try_get_with(node.clone(), self.fetch_node_region(&node))
-            .await
-            .map_err(|e| shared_error(&e))?;
+        let region = cached_answer(
+            &self.node_regions,
+            node.clone(),
+            usable_region,
+            self.fetch_node_region(&node),
+        )
+        .await?;
         match region {
-            Some(r) if !r.trim().is_empty() => Ok(r.trim().to_owned()),
+            Some(r) if usable_region(Some(&r)) => Ok(r.trim().to_owned()),
             _ => Err(Error::Region {
                 reason: format!("node {node} of pod {namespace}/{pod} has no {REGION_LABEL} label"),
             }),
@@ -329,21 +390,27 @@ fn bounded(text: &str) -> String {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    // tokio's paused clock: time moves only when every task waits on a
+    // timer, so the durations below are exact whatever the machine's load.
+    #[tokio::test(start_paused = true)]
     async fn the_limiter_allows_a_burst_then_qps() {
         let limiter = RateLimiter::new(50, 10);
         let start = Instant::now();
         for _ in 0..10 {
             limiter.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(15));
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the burst waits for nothing"
+        );
         for _ in 0..5 {
             limiter.acquire().await;
         }
-        // Five more at 50 per second: about 100 ms.
+        // Five more at 50 per second: 20 ms each.
         let took = start.elapsed();
         assert!(
-            took >= Duration::from_millis(90) && took <= Duration::from_millis(400),
+            took >= Duration::from_millis(100) && took < Duration::from_millis(101),
             "{took:?}"
         );
     }

@@ -28,8 +28,8 @@ pub struct AscpProcess {
 }
 
 impl AscpProcess {
-    /// Starts `binary` with `args` (after `--provider-volume` and
-    /// `--metrics-addr=`) and `env`, and waits until it answers Version.
+    /// Starts `binary` with `args` (after `--provider-volume`, and
+    /// `--metrics-addr=` unless `args` set it) and `env`, and waits until it answers Version.
     pub async fn start(binary: &Path, args: &[String], env: &[(String, String)]) -> AscpProcess {
         let dir = tempfile::tempdir().expect("a temporary directory for ascp");
         let volume = dir.path().join("provider");
@@ -41,7 +41,11 @@ impl AscpProcess {
         let err = out.try_clone().expect("clone ascp's log handle");
         let child = Command::new(binary)
             .arg(format!("--provider-volume={}", volume.display()))
-            .arg("--metrics-addr=")
+            // Off unless the caller asks for it.
+            .args(
+                (!args.iter().any(|a| a.starts_with("--metrics-addr")))
+                    .then_some("--metrics-addr="),
+            )
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

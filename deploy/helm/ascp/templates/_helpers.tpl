@@ -52,3 +52,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ascp.hostNetwork" -}}
 {{- if eq .Values.podIdentityMode "eks-auth" }}true{{ else }}false{{ end }}
 {{- end }}
+
+{{/* The metrics and health address: metrics.host, else loopback when the pod
+     shares the node's network (eks-auth), else every address of the pod. */}}
+{{- define "ascp.metricsHost" -}}
+{{- if .Values.metrics.host }}{{ .Values.metrics.host }}{{ else if eq (include "ascp.hostNetwork" .) "true" }}127.0.0.1{{ else }}0.0.0.0{{ end }}
+{{- end }}
