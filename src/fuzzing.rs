@@ -7,7 +7,8 @@
 //! relies on (an accepted file name has no `..` element, an accepted mode is
 //! at most 0o777, ...). A broken property panics, which is what a fuzzer
 //! reports. None of these functions touches the network, the file system,
-//! the AWS SDK's clients, kube or tonic.
+//! the AWS SDK's clients, kube or tonic (the `:authority` target drives the
+//! socket layer's pure frame rewriter, not a connection).
 //!
 //! Not part of the API: the module is public only so that the fuzz crate
 //! and the replay test, which are separate crates, can reach it.
@@ -28,9 +29,6 @@ pub struct Target {
 
 /// Every fuzz target, in the order the replay test runs them.
 ///
-/// The HTTP/2 `:authority` layer on the socket gets its target here once it
-/// lands: one entry function below and one line in this list (and a
-/// `fuzz/fuzz_targets/authority.rs` calling it).
 pub const TARGETS: &[Target] = &[
     Target {
         name: "attributes",
@@ -51,6 +49,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "agent_answer",
         run: agent_answer,
+    },
+    Target {
+        name: "authority",
+        run: authority,
     },
 ];
 
@@ -228,5 +230,40 @@ fn check_file_name_properties(name: &str) {
             "a file name with an {element:?} element passed"
         );
         assert!(element.len() <= objects::MAX_ELEMENT_BYTES);
+    }
+}
+
+/// A client's HTTP/2 bytes (after the connection preface, which is
+/// prepended) through the `:authority` rewrite of the provider socket.
+///
+/// The first byte picks where the stream is cut in two: a connection's bytes
+/// arrive in arbitrary pieces, and the rewrite must give the same bytes to
+/// the server, and the same verdict, however they are cut.
+pub fn authority(data: &[u8]) {
+    use crate::server::authority::Rewriter;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let Some((&cut, rest)) = data.split_first() else {
+        return;
+    };
+    let mut stream = PREFACE.to_vec();
+    stream.extend_from_slice(rest);
+
+    let mut whole = Vec::new();
+    let whole_result = Rewriter::new().feed(&stream, &mut whole);
+
+    let at = (usize::from(cut) * stream.len() / 255).min(stream.len());
+    let mut pieces = Vec::new();
+    let mut rewriter = Rewriter::new();
+    let pieces_result = rewriter
+        .feed(&stream[..at], &mut pieces)
+        .and_then(|()| rewriter.feed(&stream[at..], &mut pieces));
+
+    assert_eq!(
+        whole_result.is_ok(),
+        pieces_result.is_ok(),
+        "the verdict depends on how the bytes were cut"
+    );
+    if whole_result.is_ok() {
+        assert_eq!(whole, pieces, "the output depends on how the bytes were cut");
     }
 }
