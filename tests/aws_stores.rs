@@ -113,6 +113,7 @@ fn item(name: &str) -> FetchItem {
         version: None,
         label: None,
         current: None,
+        arn: None,
     }
 }
 
@@ -138,7 +139,9 @@ fn mounted(mut item: FetchItem, current: &str) -> FetchItem {
 /// The contents and version of a `Value`, or a panic naming what came.
 fn value(result: &Result<Fetched, StoreError>) -> (Vec<u8>, String) {
     match result {
-        Ok(Fetched::Value { contents, version }) => (contents.expose().to_vec(), version.clone()),
+        Ok(Fetched::Value {
+            contents, version, ..
+        }) => (contents.expose().to_vec(), version.clone()),
         other => panic!("expected a value, got {other:?}"),
     }
 }
