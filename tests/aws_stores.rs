@@ -271,8 +271,13 @@ async fn rotation_unchanged_secret_costs_one_describe_and_no_read() {
             version: s.version_id.clone()
         })
     );
-    assert_eq!(w.proxy.calls("DescribeSecret"), 1);
-    assert_eq!(w.proxy.calls("GetSecretValue"), 0);
+    assert_calls(&w, 1, 0);
+}
+
+/// The DescribeSecret and GetSecretValue calls the proxy saw.
+fn assert_calls(w: &World, describe: usize, get: usize) {
+    assert_eq!(w.proxy.calls("DescribeSecret"), describe);
+    assert_eq!(w.proxy.calls("GetSecretValue"), get);
 }
 
 #[tokio::test]
@@ -1005,8 +1010,7 @@ async fn one_describe_per_secret_arn_serves_every_principal_within_the_window() 
             );
         }
     }
-    assert_eq!(w.proxy.calls("DescribeSecret"), 1);
-    assert_eq!(w.proxy.calls("GetSecretValue"), 0);
+    assert_calls(&w, 1, 0);
 }
 
 #[tokio::test]
