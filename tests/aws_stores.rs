@@ -994,14 +994,14 @@ fn recorded(name: &str, version: &str, arn: &str) -> FetchItem {
 #[tokio::test]
 async fn one_describe_per_secret_arn_serves_every_principal_within_the_window() {
     let w = World::new(options(false)).await;
-    let s = support::create_secret_string(&w.sm, "t20/db", "v1").await;
+    let s = support::create_secret_string(&w.sm, "rot1/db", "v1").await;
     for principal in [
         "arn:aws:iam::123456789012:role/a",
         "arn:aws:iam::123456789012:role/b",
     ] {
         for _ in 0..3 {
             let stores = w.stores_as(support::test_credentials(), principal);
-            let r = fetch_secrets(&stores, vec![recorded("t20/db", &s.version_id, &s.arn)]).await;
+            let r = fetch_secrets(&stores, vec![recorded("rot1/db", &s.version_id, &s.arn)]).await;
             assert_eq!(
                 r[0].as_ref().ok(),
                 Some(&Fetched::Unchanged {
@@ -1020,9 +1020,13 @@ async fn a_changed_or_unchecked_secret_is_fetched_with_the_pods_own_call() {
         ..FetchOptions::default()
     })
     .await;
-    let s = support::create_secret_string(&w.sm, "t21/db", "v1").await;
-    let v2 = support::put_secret_string(&w.sm, "t21/db", "v2", &[]).await;
-    let r = fetch_secrets(&w.stores(), vec![recorded("t21/db", &s.version_id, &s.arn)]).await;
+    let s = support::create_secret_string(&w.sm, "rot2/db", "v1").await;
+    let v2 = support::put_secret_string(&w.sm, "rot2/db", "v2", &[]).await;
+    let r = fetch_secrets(
+        &w.stores(),
+        vec![recorded("rot2/db", &s.version_id, &s.arn)],
+    )
+    .await;
     assert_eq!(text(&r[0]), ("v2".into(), v2.clone()));
     assert_eq!(w.proxy.calls("DescribeSecret"), 1);
     assert_eq!(w.proxy.calls("GetSecretValue"), 1);
@@ -1036,7 +1040,7 @@ async fn a_changed_or_unchecked_secret_is_fetched_with_the_pods_own_call() {
             .respond(400, "AccessDeniedException"),
     );
     for _ in 0..2 {
-        let r = fetch_secrets(&w.stores(), vec![recorded("t21/db", &v2, &s.arn)]).await;
+        let r = fetch_secrets(&w.stores(), vec![recorded("rot2/db", &v2, &s.arn)]).await;
         assert_eq!(text(&r[0]), ("v2".into(), v2.clone()));
     }
     assert_eq!(w.proxy.calls("DescribeSecret"), 1);
@@ -1052,15 +1056,15 @@ async fn a_check_of_one_accounts_secret_never_decides_for_anothers_of_the_same_n
         &support::sdk_config_with_credentials(&moto().endpoint(), REGION, owner.clone()).await,
     );
     w.proxy.map_account(OTHER, owner.access_key_id());
-    let ours = support::create_secret_string(&w.sm, "t22/same", "ours").await;
-    let theirs = support::create_secret_string(&owner_sm, "t22/same", "theirs").await;
-    let theirs_v2 = support::put_secret_string(&owner_sm, "t22/same", "theirs-2", &[]).await;
+    let ours = support::create_secret_string(&w.sm, "rot3/same", "ours").await;
+    let theirs = support::create_secret_string(&owner_sm, "rot3/same", "theirs").await;
+    let theirs_v2 = support::put_secret_string(&owner_sm, "rot3/same", "theirs-2", &[]).await;
     assert_ne!(ours.arn, theirs.arn);
 
     // Our check says our version is current.
     let r = fetch_secrets(
         &w.stores(),
-        vec![recorded("t22/same", &ours.version_id, &ours.arn)],
+        vec![recorded("rot3/same", &ours.version_id, &ours.arn)],
     )
     .await;
     assert!(matches!(r[0], Ok(Fetched::Unchanged { .. })));
@@ -1068,7 +1072,7 @@ async fn a_check_of_one_accounts_secret_never_decides_for_anothers_of_the_same_n
     // check (keyed by its ARN) and its own new version.
     let r = fetch_secrets(
         &w.stores_as(owner, "arn:aws:iam::111122223333:role/x"),
-        vec![recorded("t22/same", &theirs.version_id, &theirs.arn)],
+        vec![recorded("rot3/same", &theirs.version_id, &theirs.arn)],
     )
     .await;
     assert_eq!(text(&r[0]), ("theirs-2".into(), theirs_v2));
