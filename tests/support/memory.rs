@@ -126,7 +126,6 @@ impl Store for MemStore {
                             Ok(Fetched::Value {
                                 contents: SecretBytes::from(value.to_string()),
                                 version: (*version).into(),
-                                arn: None,
                             })
                         }
                     }
