@@ -264,6 +264,9 @@ pub fn authority(data: &[u8]) {
         "the verdict depends on how the bytes were cut"
     );
     if whole_result.is_ok() {
-        assert_eq!(whole, pieces, "the output depends on how the bytes were cut");
+        assert_eq!(
+            whole, pieces,
+            "the output depends on how the bytes were cut"
+        );
     }
 }
