@@ -100,6 +100,7 @@ async fn mount(stores: &Stores) {
             version: None,
             label: None,
             current: None,
+            arn: None,
         })
         .collect();
     for (i, result) in stores.secrets_manager.fetch(items).await.iter().enumerate() {

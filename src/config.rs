@@ -125,6 +125,12 @@ pub struct ServeArgs {
     /// secretsmanager:BatchGetSecretValue on the pod's role).
     #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub batch_get_secret_value: bool,
+
+    /// How long one DescribeSecret answer about a secret (by full ARN)
+    /// serves every pod of the node on rotation remounts; 0 checks on
+    /// every remount.
+    #[arg(long, default_value = "60s", value_parser = parse_go_duration)]
+    pub rotation_check_window: Duration,
 }
 
 impl ServeArgs {
@@ -168,6 +174,7 @@ impl ServeArgs {
             max_concurrent_per_mount: self.max_concurrent_fetches_per_mount as usize,
             max_concurrent_global: self.max_concurrent_fetches as usize,
             batch_get_secret_value: self.batch_get_secret_value,
+            rotation_check_window: self.rotation_check_window,
         }
     }
 }

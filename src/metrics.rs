@@ -77,6 +77,16 @@ pub struct KubeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a shared version check (rotation remounts).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionCheckLabels {
+    /// `hit` (answered within the check window, no call), `miss` (this
+    /// mount made the DescribeSecret call), `failed` (no answer: the mount
+    /// fetched the secret itself) or `skipped` (the role was denied
+    /// DescribeSecret lately).
+    pub result: &'static str,
+}
+
 /// Labels of the build info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -103,6 +113,8 @@ pub struct Metrics {
     pub credential_cache: Family<CacheLabels, Counter>,
     /// Kubernetes API calls.
     pub kube_calls: Family<KubeLabels, Counter>,
+    /// Shared version checks of mounted secrets.
+    pub version_checks: Family<VersionCheckLabels, Counter>,
 }
 
 /// Labels of the mount duration: the outcome only.
@@ -172,6 +184,12 @@ impl Metrics {
             "Kubernetes API calls by resource and outcome",
             kube_calls.clone(),
         );
+        let version_checks = Family::<VersionCheckLabels, Counter>::default();
+        registry.register(
+            "version_checks",
+            "Shared version checks of mounted secrets by result (hit, miss, failed, skipped)",
+            version_checks.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -189,6 +207,7 @@ impl Metrics {
             aws_call_duration,
             credential_cache,
             kube_calls,
+            version_checks,
         }
     }
 
@@ -222,6 +241,13 @@ impl Metrics {
     pub fn cache_event(&self, method: &'static str, result: &'static str) {
         self.credential_cache
             .get_or_create(&CacheLabels { method, result })
+            .inc();
+    }
+
+    /// Records a shared version check.
+    pub fn version_check(&self, result: &'static str) {
+        self.version_checks
+            .get_or_create(&VersionCheckLabels { result })
             .inc();
     }
 

@@ -38,6 +38,10 @@ pub struct FetchItem {
     /// The version mounted now, when the driver told us (rotation remount).
     /// A store may answer [`Fetched::Unchanged`] when this is still current.
     pub current: Option<String>,
+    /// The full ARN the pod's own earlier fetch returned for `current`
+    /// (from the mount's records): lets a store check the version once per
+    /// secret for every pod mounting it, keyed by this ARN.
+    pub arn: Option<String>,
 }
 
 /// What a store returns for one item.
@@ -49,6 +53,8 @@ pub enum Fetched {
         contents: SecretBytes,
         /// The store's version of this value.
         version: String,
+        /// The object's full ARN as the store returned it, when it does.
+        arn: Option<String>,
     },
     /// The mounted version (`FetchItem::current`) is still the one to serve;
     /// the caller reuses the mounted contents.

@@ -111,6 +111,7 @@ fn item(name: &str) -> FetchItem {
         version: None,
         label: None,
         current: None,
+        arn: None,
     }
 }
 
@@ -136,7 +137,9 @@ fn mounted(mut item: FetchItem, current: &str) -> FetchItem {
 /// The contents and version of a `Value`, or a panic naming what came.
 fn value(result: &Result<Fetched, StoreError>) -> (Vec<u8>, String) {
     match result {
-        Ok(Fetched::Value { contents, version }) => (contents.expose().to_vec(), version.clone()),
+        Ok(Fetched::Value {
+            contents, version, ..
+        }) => (contents.expose().to_vec(), version.clone()),
         other => panic!("expected a value, got {other:?}"),
     }
 }
@@ -266,8 +269,13 @@ async fn rotation_unchanged_secret_costs_one_describe_and_no_read() {
             version: s.version_id.clone()
         })
     );
-    assert_eq!(w.proxy.calls("DescribeSecret"), 1);
-    assert_eq!(w.proxy.calls("GetSecretValue"), 0);
+    assert_calls(&w, 1, 0);
+}
+
+/// The DescribeSecret and GetSecretValue calls the proxy saw.
+fn assert_calls(w: &World, describe: usize, get: usize) {
+    assert_eq!(w.proxy.calls("DescribeSecret"), describe);
+    assert_eq!(w.proxy.calls("GetSecretValue"), get);
 }
 
 #[tokio::test]
@@ -952,4 +960,101 @@ async fn both_stores_of_a_mount_share_one_resolved_identity() {
     let again = fetch_secrets(&stores, vec![item("t20/db")]).await;
     assert_eq!(text(&again[0]).0, "v");
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------- shared version checks
+
+fn recorded(name: &str, version: &str, arn: &str) -> FetchItem {
+    FetchItem {
+        arn: Some(arn.to_owned()),
+        ..mounted(item(name), version)
+    }
+}
+
+#[tokio::test]
+async fn one_describe_per_secret_arn_serves_every_principal_within_the_window() {
+    let w = World::new(options(false)).await;
+    let s = support::create_secret_string(&w.sm, "rot1/db", "v1").await;
+    for principal in [
+        "arn:aws:iam::123456789012:role/a",
+        "arn:aws:iam::123456789012:role/b",
+    ] {
+        for _ in 0..3 {
+            let stores = w.stores_as(support::test_credentials(), principal);
+            let r = fetch_secrets(&stores, vec![recorded("rot1/db", &s.version_id, &s.arn)]).await;
+            assert_eq!(
+                r[0].as_ref().ok(),
+                Some(&Fetched::Unchanged {
+                    version: s.version_id.clone()
+                })
+            );
+        }
+    }
+    assert_calls(&w, 1, 0);
+}
+
+#[tokio::test]
+async fn a_changed_or_unchecked_secret_is_fetched_with_the_pods_own_call() {
+    let w = World::new(FetchOptions {
+        rotation_check_window: Duration::ZERO,
+        ..FetchOptions::default()
+    })
+    .await;
+    let s = support::create_secret_string(&w.sm, "rot2/db", "v1").await;
+    let v2 = support::put_secret_string(&w.sm, "rot2/db", "v2", &[]).await;
+    let r = fetch_secrets(
+        &w.stores(),
+        vec![recorded("rot2/db", &s.version_id, &s.arn)],
+    )
+    .await;
+    assert_eq!(text(&r[0]), ("v2".into(), v2.clone()));
+    assert_eq!(w.proxy.calls("DescribeSecret"), 1);
+    assert_eq!(w.proxy.calls("GetSecretValue"), 1);
+
+    // DescribeSecret denied: the mount still succeeds with its own read,
+    // and the role skips the check afterwards.
+    w.proxy.reset_counts();
+    w.proxy.add_rule(
+        Rule::new()
+            .operation("DescribeSecret")
+            .respond(400, "AccessDeniedException"),
+    );
+    for _ in 0..2 {
+        let r = fetch_secrets(&w.stores(), vec![recorded("rot2/db", &v2, &s.arn)]).await;
+        assert_eq!(text(&r[0]), ("v2".into(), v2.clone()));
+    }
+    assert_eq!(w.proxy.calls("DescribeSecret"), 1);
+    assert_eq!(w.proxy.calls("GetSecretValue"), 2);
+}
+
+#[tokio::test]
+async fn a_check_of_one_accounts_secret_never_decides_for_anothers_of_the_same_name() {
+    const OTHER: &str = "111122223333";
+    let w = World::new(options(false)).await;
+    let owner = support::account_credentials(&moto().endpoint(), OTHER).await;
+    let owner_sm = SecretsClient::new(
+        &support::sdk_config_with_credentials(&moto().endpoint(), REGION, owner.clone()).await,
+    );
+    w.proxy.map_account(OTHER, owner.access_key_id());
+    let ours = support::create_secret_string(&w.sm, "rot3/same", "ours").await;
+    let theirs = support::create_secret_string(&owner_sm, "rot3/same", "theirs").await;
+    let theirs_v2 = support::put_secret_string(&owner_sm, "rot3/same", "theirs-2", &[]).await;
+    assert_ne!(ours.arn, theirs.arn);
+
+    // Our check says our version is current.
+    let r = fetch_secrets(
+        &w.stores(),
+        vec![recorded("rot3/same", &ours.version_id, &ours.arn)],
+    )
+    .await;
+    assert!(matches!(r[0], Ok(Fetched::Unchanged { .. })));
+    // The other account's pod, mounted at their first version, gets its own
+    // check (keyed by its ARN) and its own new version.
+    let r = fetch_secrets(
+        &w.stores_as(owner, "arn:aws:iam::111122223333:role/x"),
+        vec![recorded("rot3/same", &theirs.version_id, &theirs.arn)],
+    )
+    .await;
+    assert_eq!(text(&r[0]), ("theirs-2".into(), theirs_v2));
+    assert_eq!(w.proxy.calls("DescribeSecret"), 2);
 }

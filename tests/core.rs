@@ -608,3 +608,50 @@ async fn ascp_mount_tool_reports_an_unreachable_provider() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+/// Driver v1.6: remounts without `current_object_version`. Pinned objects
+/// are served from the provider's records: no store call, nothing written,
+/// every version returned, the target's mtime moved. (Provider writes: in
+/// this harness nobody writes the driver's files to read back.)
+#[tokio::test]
+async fn pinned_objects_cost_nothing_on_remounts_without_versions() {
+    for driver_writes in [false] {
+        let mut h = Harness::start(driver_writes).await;
+        let sm = h.backend.sm("us-east-1");
+        sm.put("pinned@v-7", Answer::Value("pinned-value", "v-7"));
+        h.backend
+            .ssm("us-east-1")
+            .put("/p@4", Answer::Value("param-value", "4"));
+        let objects = r#"
+- objectName: "pinned"
+  objectType: secretsmanager
+  objectVersion: "v-7"
+- objectName: "/p"
+  objectType: ssmparameter
+  objectVersion: "4"
+"#;
+        let target = tempfile::tempdir().unwrap();
+        let first = h.mount(request(target.path(), objects, &[])).await.unwrap();
+        let fetched = sm.fetched.load(Ordering::SeqCst);
+        let data = std::fs::read_link(target.path().join("..data")).ok();
+        for _ in 0..3 {
+            let dir = std::fs::File::open(target.path()).unwrap();
+            dir.set_modified(std::time::UNIX_EPOCH).unwrap();
+            let again = h.mount(request(target.path(), objects, &[])).await.unwrap();
+            assert_eq!(again.object_version, first.object_version);
+            assert_eq!(again.files.len(), first.files.len());
+            assert_eq!(
+                sm.fetched.load(Ordering::SeqCst),
+                fetched,
+                "driver_writes={driver_writes}"
+            );
+            assert_eq!(std::fs::read_link(target.path().join("..data")).ok(), data);
+            let mtime = std::fs::metadata(target.path())
+                .unwrap()
+                .modified()
+                .unwrap();
+            assert!(mtime > std::time::UNIX_EPOCH, "the target's mtime moves");
+        }
+        h.stop().await;
+    }
+}

@@ -20,6 +20,10 @@ pub struct FetchOptions {
     /// Read Secrets Manager objects without a pinned version or label with
     /// BatchGetSecretValue (beyond ASCP; needs that IAM permission).
     pub batch_get_secret_value: bool,
+    /// How long one DescribeSecret answer decides, for every pod of the
+    /// node, whether a mounted Secrets Manager version is still current
+    /// (rotation remounts; 0: every remount checks).
+    pub rotation_check_window: std::time::Duration,
 }
 
 impl FetchOptions {
@@ -29,6 +33,9 @@ impl FetchOptions {
     /// request quotas, and a bound on sockets and memory under a burst of
     /// mounts (a node restart with many pods).
     pub const DEFAULT_GLOBAL: usize = 200;
+    /// Default check window: below the driver's default 2-minute
+    /// `--rotation-poll-interval`, so each poll sees a fresh answer.
+    pub const DEFAULT_CHECK_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 }
 
 impl Default for FetchOptions {
@@ -37,6 +44,7 @@ impl Default for FetchOptions {
             max_concurrent_per_mount: Self::DEFAULT_PER_MOUNT,
             max_concurrent_global: Self::DEFAULT_GLOBAL,
             batch_get_secret_value: false,
+            rotation_check_window: Self::DEFAULT_CHECK_WINDOW,
         }
     }
 }
@@ -134,7 +142,7 @@ mod tests {
             Limits::new(&FetchOptions {
                 max_concurrent_per_mount: p,
                 max_concurrent_global: g,
-                batch_get_secret_value: false,
+                ..FetchOptions::default()
             })
         };
         assert_eq!(peak(&per(3, 100), 1, 10).await, 3);

@@ -7,7 +7,9 @@
 //! This module owns everything between a list of [`crate::store::FetchItem`]s
 //! and the AWS APIs: the SDK clients and their settings, concurrency limits,
 //! batching (GetParameters, BatchGetSecretValue), the rotation shortcut
-//! (DescribeSecret) and error classification ([`classify`]).
+//! (DescribeSecret, per pod when the driver sent the mounted version, shared
+//! by the node per secret ARN when the mount's records know it:
+//! [`version_checks`]) and error classification ([`classify`]).
 //!
 //! It must never:
 //! - read the environment or files for configuration: the caller passes a
@@ -29,6 +31,7 @@ pub mod classify;
 mod limits;
 mod parameter_store;
 mod secrets_manager;
+mod version_checks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,7 @@ pub use limits::FetchOptions;
 use limits::Limits;
 use parameter_store::ParameterStore;
 use secrets_manager::{Batching, SecretsManagerStore};
+use version_checks::VersionChecks;
 
 /// How long a call may wait for a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -145,6 +149,8 @@ pub struct StoreFactory {
     limits: Limits,
     batch: bool,
     denials: Arc<BatchDenials>,
+    /// The node's shared version checks of mounted secrets.
+    checks: Arc<VersionChecks>,
 }
 
 impl StoreFactory {
@@ -175,6 +181,7 @@ impl StoreFactory {
             limits: Limits::new(&options),
             batch: options.batch_get_secret_value,
             denials: Arc::new(BatchDenials::new(BATCH_DENIED_FOR)),
+            checks: Arc::new(VersionChecks::new(options.rotation_check_window)),
         }
     }
 
@@ -224,6 +231,7 @@ impl StoreFactory {
                 region.to_string(),
                 gate.clone(),
                 batching,
+                (self.checks.clone(), principal.to_owned()),
             )),
             parameter_store: Arc::new(ParameterStore::new(
                 aws_sdk_ssm::Client::from_conf(ssm),

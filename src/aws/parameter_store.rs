@@ -180,6 +180,7 @@ impl ParameterStore {
                 Some(value) => Answer::Value(Fetched::Value {
                     contents: SecretBytes::from(value),
                     version: parameter.version.to_string(),
+                    arn: None,
                 }),
                 None => Answer::Failed(StoreError::new(
                     FailureKind::Internal,
@@ -314,6 +315,7 @@ mod tests {
             version: version.map(Into::into),
             label: label.map(Into::into),
             current: None,
+            arn: None,
         }
     }
 

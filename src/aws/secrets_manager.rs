@@ -12,6 +12,14 @@
 //! holds the value, and returning it spares the mount a read-back of the
 //! mounted file.
 //!
+//! An unpinned object whose item carries the mounted version and the full
+//! ARN the pod's own fetch returned (the mount's records, driver v1.6) is
+//! first asked of the node's shared version check
+//! ([`super::version_checks`]): still current, it comes back
+//! [`Fetched::Unchanged`] without a call of this mount; changed, or no
+//! answer, it is fetched as any other object (batched or not), with no
+//! DescribeSecret of its own.
+//!
 //! This store never logs or formats a value, and never puts one in an error.
 
 use std::collections::HashMap;
@@ -27,6 +35,7 @@ use tracing::{debug, warn};
 use super::BatchDenials;
 use super::classify::{sdk_error, service_error};
 use super::limits::Gate;
+use super::version_checks::{CheckFailure, Stages, VersionChecks};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
 
@@ -57,6 +66,8 @@ pub(crate) struct SecretsManagerStore {
     /// The mount's gate, shared with its Parameter Store in this region.
     gate: Arc<Gate>,
     batching: Option<Batching>,
+    /// The node's shared version checks, and who this store acts as.
+    checks: (Arc<VersionChecks>, String),
 }
 
 impl Store for SecretsManagerStore {
@@ -81,23 +92,30 @@ impl SecretsManagerStore {
         region: String,
         gate: Arc<Gate>,
         batching: Option<Batching>,
+        checks: (Arc<VersionChecks>, String),
     ) -> Self {
         SecretsManagerStore {
             client,
             region,
             gate,
             batching,
+            checks,
         }
     }
 
-    async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
+    async fn fetch_all(&self, mut items: Vec<FetchItem>) -> Vec<ItemResult> {
         let gate: &Gate = &self.gate;
-        let batched = self.batch_candidates(&items).await;
+        let mut results = self.shared_checks(gate, &mut items).await;
+        let batched: Vec<usize> = self
+            .batch_candidates(&items)
+            .await
+            .into_iter()
+            .filter(|&i| results[i].is_none())
+            .collect();
         let singles: Vec<usize> = (0..items.len())
-            .filter(|i| batched.binary_search(i).is_err())
+            .filter(|&i| results[i].is_none() && batched.binary_search(&i).is_err())
             .collect();
 
-        let mut results: Vec<Option<ItemResult>> = vec![None; items.len()];
         // Batches and single reads share the gate and run together.
         let (from_batches, from_singles) = futures::join!(
             self.fetch_batched(gate, &items, &batched),
@@ -120,6 +138,58 @@ impl SecretsManagerStore {
         }
 
         super::settle(results)
+    }
+
+    /// Asks the node's shared version check about every unpinned item that
+    /// carries its mounted version and ARN. Items still current are
+    /// answered [`Fetched::Unchanged`]; the others lose their mounted
+    /// version, so they are fetched without a DescribeSecret of their own.
+    async fn shared_checks(&self, gate: &Gate, items: &mut [FetchItem]) -> Vec<Option<ItemResult>> {
+        let (checks, principal) = &self.checks;
+        let answers = join_all(items.iter().map(|item| async move {
+            let (Some(current), Some(arn), None) = (&item.current, &item.arn, &item.version) else {
+                return None;
+            };
+            let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
+            Some(
+                checks
+                    .is_current(arn, principal, current, stage, self.describe(gate, arn))
+                    .await,
+            )
+        }))
+        .await;
+        let mut results = Vec::with_capacity(items.len());
+        for (item, answer) in items.iter_mut().zip(answers) {
+            results.push(match answer {
+                Some(Some(true)) => {
+                    debug!(object = %item.name, region = %self.region, "unchanged (shared check)");
+                    item.current
+                        .clone()
+                        .map(|version| Ok(Fetched::Unchanged { version }))
+                }
+                Some(_) => {
+                    item.current = None;
+                    None
+                }
+                None => None,
+            });
+        }
+        results
+    }
+
+    /// DescribeSecret of `arn`: each VersionId's stages.
+    async fn describe(&self, gate: &Gate, arn: &str) -> Result<Stages, CheckFailure> {
+        let described = {
+            let _permit = gate.enter().await;
+            self.client.describe_secret().secret_id(arn).send().await
+        };
+        match described {
+            Ok(out) => Ok(out.version_ids_to_stages.unwrap_or_default()),
+            Err(e) if is_access_denied(&e) => {
+                Err(CheckFailure::Denied(sdk_error("DescribeSecret", &e)))
+            }
+            Err(e) => Err(CheckFailure::Failed(sdk_error("DescribeSecret", &e))),
+        }
     }
 
     /// Indices (ascending) of the items to read with BatchGetSecretValue:
@@ -260,6 +330,7 @@ impl SecretsManagerStore {
                     entry.secret_string,
                     entry.secret_binary,
                     entry.version_id,
+                    entry.arn,
                 );
                 for id in matched {
                     super::log_result("secret", &self.region, id, &result);
@@ -317,6 +388,7 @@ impl SecretsManagerStore {
                 out.secret_string,
                 out.secret_binary,
                 out.version_id,
+                out.arn,
             ),
             Err(e) => Err(sdk_error("GetSecretValue", &e)),
         };
@@ -354,12 +426,13 @@ impl SecretsManagerStore {
 }
 
 /// The value of an answer: SecretString's bytes, else SecretBinary's, as
-/// they are, with the answer's VersionId.
+/// they are, with the answer's VersionId and ARN.
 fn value(
     operation: &str,
     string: Option<String>,
     binary: Option<Blob>,
     version: Option<String>,
+    arn: Option<String>,
 ) -> ItemResult {
     let contents = match (string, binary) {
         (Some(s), _) => SecretBytes::from(s),
@@ -379,7 +452,11 @@ fn value(
             format!("{operation}: the answer has no VersionId"),
         ));
     };
-    Ok(Fetched::Value { contents, version })
+    Ok(Fetched::Value {
+        contents,
+        version,
+        arn,
+    })
 }
 
 /// Whether a call was refused for lack of permission for the call itself.
@@ -439,23 +516,32 @@ mod tests {
             Some("s".into()),
             Some(Blob::new(vec![1])),
             Some("v1".into()),
+            None,
         );
         assert_eq!(
             v.ok(),
             Some(Fetched::Value {
                 contents: SecretBytes::from("s".to_owned()),
-                version: "v1".into()
+                version: "v1".into(),
+                arn: None
             })
         );
-        let b = value("Op", None, Some(Blob::new(vec![0, 255])), Some("v2".into()));
+        let b = value(
+            "Op",
+            None,
+            Some(Blob::new(vec![0, 255])),
+            Some("v2".into()),
+            None,
+        );
         assert_eq!(
             b.ok(),
             Some(Fetched::Value {
                 contents: SecretBytes::new(vec![0, 255]),
-                version: "v2".into()
+                version: "v2".into(),
+                arn: None
             })
         );
-        assert!(value("Op", None, None, Some("v".into())).is_err());
-        assert!(value("Op", Some("s".into()), None, None).is_err());
+        assert!(value("Op", None, None, Some("v".into()), None).is_err());
+        assert!(value("Op", Some("s".into()), None, None, None).is_err());
     }
 }

@@ -12,12 +12,24 @@
 //! [`values`] turns the picks into contents: a value as fetched, or, on a
 //! rotation remount, the mounted file read back when the store said the
 //! mounted version is still current.
+//!
+//! What is mounted comes from the driver (`current_object_version`, up to
+//! driver v1.5) or from the mount's records ([`Reuse`], driver v1.6). A
+//! record entry is used in a region only while that region acts with the
+//! identity recorded. Then a pinned object (a Secrets Manager VersionId, an
+//! SSM version number) whose recorded version is the pinned one is
+//! answered unchanged without asking the store; an unpinned Secrets Manager
+//! object is asked with its mounted version and the ARN its own fetch
+//! returned, for the node's shared version check. Parameter Store objects
+//! without a pinned version are always fetched. Contents read back for a
+//! recorded object must match the recorded digest, else they are fetched.
 
 use std::collections::HashMap;
 
 use futures::future::{OptionFuture, join};
 use tracing::warn;
 
+use super::records::{self, ObjectRecord, TargetRecord};
 use super::regions::{Choice, Outcome, Regions, Side, choose};
 use crate::error::Error;
 use crate::output::Target;
@@ -53,21 +65,34 @@ pub struct ObjectAnswer {
     pub failover: Option<RegionAnswer>,
 }
 
+/// What the mount's records say is mounted, for [`Sources::fetch`].
+pub struct Reuse<'a> {
+    /// The target's record.
+    pub record: &'a TargetRecord,
+    /// Per object, in `objects`' order: its entry, when the descriptor that
+    /// produced it is unchanged.
+    pub objects: Vec<Option<&'a ObjectRecord>>,
+}
+
 /// One region of a mount, with the stores acting as the pod there.
 struct Region {
     side: Side,
     name: String,
     /// The stores, or why the pod has no credentials here.
     stores: Result<Stores, Error>,
+    /// [`records::identity_key`] of the credentials, when there are some.
+    identity: Option<String>,
 }
 
 impl Region {
     /// Every object in this region: one call per store, one answer per
-    /// object in `objects`' order. `current` enables the rotation shortcut.
+    /// object in `objects`' order. `current` and `reuse` enable the
+    /// rotation shortcuts.
     async fn fetch(
         &self,
         objects: &[&ObjectSpec],
         current: Option<&Current<'_>>,
+        reuse: Option<&Reuse<'_>>,
     ) -> Vec<RegionAnswer> {
         let Ok(stores) = &self.stores else {
             return objects
@@ -75,12 +100,31 @@ impl Region {
                 .map(|_| RegionAnswer::NoCredentials)
                 .collect();
         };
-        let call = |kind: StoreKind| {
-            let items: Vec<FetchItem> = objects
-                .iter()
-                .filter(|spec| spec.kind == kind)
-                .map(|spec| self.item(spec, current))
-                .collect();
+        // The record entries valid here: recorded with this region's identity.
+        let mounted: Vec<Option<&ObjectRecord>> = match (reuse, &self.identity) {
+            (Some(reuse), Some(key)) if reuse.record.same_identity(&self.name, key) => {
+                reuse.objects.clone()
+            }
+            _ => vec![None; objects.len()],
+        };
+        // Pinned and recorded: the mounted file is that version, for good,
+        // so the store is not asked.
+        let mut early: Vec<Option<RegionAnswer>> = Vec::with_capacity(objects.len());
+        let mut asked: [Vec<FetchItem>; 2] = [Vec::new(), Vec::new()];
+        for (spec, mounted) in objects.iter().zip(&mounted) {
+            let item = self.item(spec, current, *mounted);
+            match mounted.filter(|m| item.version.as_deref() == Some(m.version.as_str())) {
+                Some(m) => early.push(Some(RegionAnswer::Fetched(Fetched::Unchanged {
+                    version: m.version.clone(),
+                }))),
+                None => {
+                    early.push(None);
+                    asked[usize::from(spec.kind == StoreKind::ParameterStore)].push(item);
+                }
+            }
+        }
+        let [secret_items, parameter_items] = asked;
+        let call = |kind: StoreKind, items: Vec<FetchItem>| {
             let store = stores.get(kind).clone();
             async move {
                 if items.is_empty() {
@@ -91,15 +135,19 @@ impl Region {
             }
         };
         let (secrets, parameters) = join(
-            call(StoreKind::SecretsManager),
-            call(StoreKind::ParameterStore),
+            call(StoreKind::SecretsManager, secret_items),
+            call(StoreKind::ParameterStore, parameter_items),
         )
         .await;
         let mut secrets = secrets.into_iter();
         let mut parameters = parameters.into_iter();
         objects
             .iter()
-            .map(|spec| {
+            .zip(early)
+            .map(|(spec, early)| {
+                if let Some(answer) = early {
+                    return answer;
+                }
                 let next = match spec.kind {
                     StoreKind::SecretsManager => secrets.next(),
                     StoreKind::ParameterStore => parameters.next(),
@@ -117,19 +165,38 @@ impl Region {
             .collect()
     }
 
-    /// What to ask this region's store for `spec`.
-    fn item(&self, spec: &ObjectSpec, current: Option<&Current<'_>>) -> FetchItem {
+    /// What to ask this region's store for `spec`: the mounted version is
+    /// the driver's when it sent one, else the record's (Secrets Manager
+    /// only: Parameter Store objects are always fetched); the record's ARN
+    /// goes with it when it names this region and that version.
+    fn item(
+        &self,
+        spec: &ObjectSpec,
+        current: Option<&Current<'_>>,
+        mounted: Option<&ObjectRecord>,
+    ) -> FetchItem {
         let (name, version, label) = match self.side {
             Side::Primary => (spec.name.clone(), spec.version.clone(), spec.label.clone()),
             Side::Failover => spec.failover_target(),
         };
+        let current = current
+            .and_then(|c| c.get(spec.file.as_str()))
+            .map(|v| (*v).to_owned())
+            .or_else(|| {
+                mounted
+                    .filter(|_| spec.kind == StoreKind::SecretsManager)
+                    .map(|m| m.version.clone())
+            });
+        let arn = mounted
+            .filter(|m| Some(&m.version) == current.as_ref())
+            .and_then(|m| m.arn.clone())
+            .filter(|arn| arn.split(':').nth(3) == Some(self.name.as_str()));
         FetchItem {
             name,
             version,
             label,
-            current: current
-                .and_then(|c| c.get(spec.file.as_str()))
-                .map(|v| (*v).to_owned()),
+            current,
+            arn,
         }
     }
 
@@ -217,6 +284,7 @@ impl Sources {
     /// Asks every region for every object. Per region, in one chain: the
     /// pod's credentials there (from `shared`, the part that does not depend
     /// on a region), its stores, its answers. The regions run concurrently.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fetch(
         identity: &dyn Identity,
         open: &dyn OpenStores,
@@ -225,16 +293,24 @@ impl Sources {
         regions: &Regions,
         objects: &[&ObjectSpec],
         current: &Current<'_>,
+        reuse: Option<&Reuse<'_>>,
     ) -> (Sources, Vec<ObjectAnswer>) {
         let region = |side: Side, name: &str| {
             let name = name.to_owned();
             async move {
-                let stores = identity
-                    .region_credentials(pod, &name, shared)
-                    .await
-                    .map(|credentials| open.open(&name, &credentials));
-                let region = Region { side, name, stores };
-                let answers = region.fetch(objects, Some(current)).await;
+                let credentials = identity.region_credentials(pod, &name, shared).await;
+                let key = credentials
+                    .as_ref()
+                    .ok()
+                    .map(|c| records::identity_key(pod, &c.principal, &name));
+                let stores = credentials.map(|credentials| open.open(&name, &credentials));
+                let region = Region {
+                    side,
+                    name,
+                    stores,
+                    identity: key,
+                };
+                let answers = region.fetch(objects, Some(current), reuse).await;
                 (region, answers)
             }
         };
@@ -256,10 +332,19 @@ impl Sources {
         let failover: OptionFuture<_> = self
             .failover
             .as_ref()
-            .map(|r| r.fetch(objects, None))
+            .map(|r| r.fetch(objects, None, None))
             .into();
-        let (primary, failover) = join(self.primary.fetch(objects, None), failover).await;
+        let (primary, failover) = join(self.primary.fetch(objects, None, None), failover).await;
         zip_answers(primary, failover)
+    }
+
+    /// The identity key of each region that had credentials, for the
+    /// mount's record.
+    pub fn identities(&self) -> std::collections::BTreeMap<String, String> {
+        std::iter::once(&self.primary)
+            .chain(self.failover.as_ref())
+            .filter_map(|r| Some((r.name.clone(), r.identity.clone()?)))
+            .collect()
     }
 
     /// The failover rule applied to one object: the answer to use, or the
@@ -341,29 +426,62 @@ pub struct Value {
     pub contents: SecretBytes,
     /// The version they are.
     pub version: String,
+    /// The object's full ARN, when the store returned one.
+    pub arn: Option<String>,
+}
+
+impl Value {
+    fn fetched(contents: SecretBytes, version: String, arn: Option<String>) -> Self {
+        Value {
+            contents,
+            version,
+            arn,
+        }
+    }
 }
 
 /// Settles every object (the failover rule), then serves each "unchanged"
 /// answer from the mounted file. This is where a mount decides, per object,
 /// to reuse what is mounted instead of fetching it: an object whose file
-/// cannot be read back is fetched again, from every region, without the
+/// cannot be read back, or whose contents differ from its record entry in
+/// `mounted` (by SHA-256), is fetched again, from every region, without the
 /// shortcut. Returns one value per object, in `objects`' order.
 pub async fn values(
     sources: &mut Sources,
     objects: &[&ObjectSpec],
     answers: Vec<ObjectAnswer>,
     target: &Target,
+    mounted: &[Option<&ObjectRecord>],
 ) -> Result<Vec<Value>, Error> {
     let mut values: Vec<Option<Value>> = Vec::with_capacity(objects.len());
     let mut refetch = Vec::new();
-    for (spec, answer) in objects.iter().zip(answers) {
+    for (i, (spec, answer)) in objects.iter().zip(answers).enumerate() {
         match sources.settle(spec, answer)? {
-            Fetched::Value { contents, version } => values.push(Some(Value { contents, version })),
+            Fetched::Value {
+                contents,
+                version,
+                arn,
+            } => values.push(Some(Value::fetched(contents, version, arn))),
             Fetched::Unchanged { version } => {
-                match target.read_mounted(&spec.file, MAX_READ_BACK_BYTES) {
-                    Ok(contents) => values.push(Some(Value { contents, version })),
+                let record = mounted.get(i).copied().flatten();
+                let read = target
+                    .read_mounted(&spec.file, MAX_READ_BACK_BYTES)
+                    .map_err(|e| e.to_string())
+                    .and_then(|contents| match record {
+                        Some(r) if r.contents != records::contents_digest(contents.expose()) => {
+                            Err("its contents are not the ones recorded".to_owned())
+                        }
+                        _ => Ok(contents),
+                    });
+                match read {
+                    Ok(contents) => {
+                        let arn = record
+                            .filter(|r| r.version == version)
+                            .and_then(|r| r.arn.clone());
+                        values.push(Some(Value::fetched(contents, version, arn)));
+                    }
                     Err(e) => {
-                        warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unreadable; fetching again");
+                        warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unusable; fetching again");
                         refetch.push(values.len());
                         values.push(None);
                     }
@@ -376,7 +494,11 @@ pub async fn values(
         let again = sources.refetch(&specs).await;
         for ((&i, spec), answer) in refetch.iter().zip(&specs).zip(again) {
             values[i] = match sources.settle(spec, answer)? {
-                Fetched::Value { contents, version } => Some(Value { contents, version }),
+                Fetched::Value {
+                    contents,
+                    version,
+                    arn,
+                } => Some(Value::fetched(contents, version, arn)),
                 Fetched::Unchanged { .. } => None,
             };
         }

@@ -31,7 +31,13 @@ pub fn build(
         .iter()
         .map(|v| (v.id.clone(), v.version.clone()))
         .collect();
-    for (spec, Value { contents, version }) in objects.iter().zip(values) {
+    for (
+        spec,
+        Value {
+            contents, version, ..
+        },
+    ) in objects.iter().zip(values)
+    {
         let mode = spec.mode_or(default_mode);
         let mut extracted = Vec::with_capacity(spec.jmes.len());
         if let Some(first) = spec.jmes.first() {

@@ -12,10 +12,17 @@
 //!    one call per store with all of its objects ([`fetch`]);
 //! 6. per object: the failover rule ([`regions::choose`]), then, on a
 //!    rotation remount, the mounted file reused when the store says the
-//!    mounted version is current ([`fetch::values`]);
+//!    mounted version is current ([`fetch::values`]). What is mounted comes
+//!    from the driver (`current_object_version`, drivers up to v1.5) or from
+//!    this provider's own records of the target ([`records`], driver v1.6);
 //! 7. the files and versions ([`files`]), jmesPath applied;
 //! 8. delivery: the whole set written and swapped in under the target's lock
-//!    (provider writes), or returned to the driver.
+//!    (provider writes), or returned to the driver. A set equal to the one
+//!    recorded as mounted (same files, modes and contents, `..data` where
+//!    the record says) is not written again: the target directory's mtime
+//!    is set to now instead, in both modes, so the driver's
+//!    `--rotation-poll-interval` counts from this remount; every
+//!    `object_version` is still returned.
 //!
 //! Every object is fetched before anything is written, and a failure at any
 //! step leaves the target directory as it was. With a failover region, a
@@ -33,6 +40,7 @@
 mod fetch;
 mod files;
 pub mod order;
+pub mod records;
 pub mod regions;
 
 use std::collections::HashMap;
@@ -49,8 +57,9 @@ use crate::proto::{MountRequest, MountResponse};
 use crate::spc::{self, Attributes, MountParams, ObjectSpec};
 use crate::store::{Identity, OpenStores, StoreKind};
 
-use fetch::{Current, Sources};
+use fetch::{Current, Reuse, Sources};
 use order::{Registry, Ticket};
+use records::{ObjectRecord, Records, TargetRecord};
 use regions::Regions;
 
 /// How mounts behave; fixed at start-up.
@@ -81,6 +90,7 @@ pub struct Mounter {
     stores: Arc<dyn OpenStores>,
     config: MountConfig,
     targets: Arc<Registry>,
+    records: Records,
 }
 
 /// Facts about a finished mount, for its log line.
@@ -108,12 +118,18 @@ impl Mounter {
             stores,
             config,
             targets: Arc::default(),
+            records: Records::default(),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &MountConfig {
         &self.config
+    }
+
+    /// Target directories whose mounted set is remembered.
+    pub fn targets_recorded(&self) -> usize {
+        self.records.len()
     }
 
     /// Target directories with a mount in flight.
@@ -234,8 +250,27 @@ impl Mounter {
         // 4. Identity: what does not depend on a region, once.
         let shared = self.identity.pod_credentials(&params.pod).await?;
 
-        // 5. Per region: credentials, stores, answers.
+        // What this provider recorded as mounted here, while `..data` still
+        // points where it did (provider writes).
         let objects: Vec<&ObjectSpec> = params.objects.iter().collect();
+        let descriptors: Vec<records::Sha> = objects
+            .iter()
+            .map(|spec| records::descriptor(spec, &params, default_mode, &regions.primary))
+            .collect();
+        let record = self.records.get(target.path()).filter(|r| {
+            self.config.driver_writes_secrets
+                || r.data_dir.is_some() && target.data_dir().ok().flatten() == r.data_dir
+        });
+        let reuse = record.as_ref().map(|record| Reuse {
+            record,
+            objects: objects
+                .iter()
+                .zip(&descriptors)
+                .map(|(spec, descriptor)| record.object(spec, descriptor))
+                .collect(),
+        });
+
+        // 5. Per region: credentials, stores, answers.
         let current: Current = request
             .current_object_version
             .iter()
@@ -249,11 +284,28 @@ impl Mounter {
             &regions,
             &objects,
             &current,
+            reuse.as_ref(),
         )
         .await;
 
         // 6. Per object: the failover rule, then reuse of mounted files.
-        let values = fetch::values(&mut sources, &objects, answers, &target).await?;
+        let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
+        let values = fetch::values(&mut sources, &objects, answers, &target, mounted).await?;
+        let object_records = objects
+            .iter()
+            .zip(&values)
+            .zip(&descriptors)
+            .map(|((spec, value), descriptor)| {
+                let entry = ObjectRecord {
+                    descriptor: *descriptor,
+                    arn: value.arn.clone(),
+                    version: value.version.clone(),
+                    mode: spec.mode_or(default_mode),
+                    contents: records::contents_digest(value.contents.expose()),
+                };
+                (spec.file.clone(), entry)
+            })
+            .collect();
 
         // 7. Files and versions.
         let files::Files { files, versions } = files::build(
@@ -263,8 +315,16 @@ impl Mounter {
             &request.current_object_version,
         )?;
         summary.files = files.len();
+        let mut new_record = TargetRecord {
+            identities: sources.identities(),
+            data_dir: None,
+            set: records::set_digest(&files),
+            objects: object_records,
+        };
+        let unchanged = record.as_ref().is_some_and(|r| r.set == new_record.set)
+            && (self.config.driver_writes_secrets || mounted_as(&target, &files));
 
-        // 8. Delivery, newest wins.
+        // 8. Delivery, newest wins; an unchanged set is not written again.
         let superseded = || Error::Superseded {
             path: target.path().to_owned(),
         };
@@ -273,6 +333,12 @@ impl Mounter {
             if !ticket.may_answer().await {
                 return Err(superseded());
             }
+            // The driver skips an unchanged payload, so only this moves
+            // the mtime its poll interval counts from.
+            if unchanged {
+                touch(&target);
+            }
+            self.records.put(target.path(), new_record);
             return Ok(MountResponse {
                 object_version: versions,
                 error: None,
@@ -281,15 +347,30 @@ impl Mounter {
         }
         let writer_target = target.clone();
         let written = blocking(move || {
-            ticket.write_blocking(|commit| writer_target.write_set(&files, commit))
+            ticket.write_blocking(|commit| {
+                if !unchanged {
+                    return writer_target.write_set(&files, commit);
+                }
+                if !commit() {
+                    return Ok(Written::Abandoned);
+                }
+                touch(&writer_target);
+                Ok(Written::Committed)
+            })
         })
         .await??;
         match written {
-            Written::Committed => Ok(MountResponse {
-                object_version: versions,
-                error: None,
-                files: Vec::new(),
-            }),
+            Written::Committed => {
+                new_record.data_dir = target.data_dir().ok().flatten();
+                if new_record.data_dir.is_some() {
+                    self.records.put(target.path(), new_record);
+                }
+                Ok(MountResponse {
+                    object_version: versions,
+                    error: None,
+                    files: Vec::new(),
+                })
+            }
             Written::Abandoned => Err(superseded()),
         }
     }
@@ -324,6 +405,25 @@ async fn blocking<T: Send + 'static>(
             "the file writer was stopped".to_owned()
         })
     })
+}
+
+/// Whether every file of `files` reads back from the target with the same
+/// contents: an unchanged set is not written again only while nothing
+/// removed or altered a name since.
+fn mounted_as(target: &Target, files: &[output::OutputFile]) -> bool {
+    files.iter().all(|file| {
+        target
+            .read_mounted(&file.path, file.contents.len())
+            .is_ok_and(|read| read.expose() == file.contents.expose())
+    })
+}
+
+/// Sets the target directory's mtime to now after an unchanged remount. A
+/// failure only means the driver asks again sooner: logged, not fatal.
+fn touch(target: &Target) {
+    if let Err(e) = target.touch() {
+        warn!(path = %target.path().display(), error = %e, "could not set the target directory's mtime");
+    }
 }
 
 /// A short random id tying together the log lines of one mount.

@@ -314,6 +314,14 @@ impl Target {
         layout::write_set(&self.0.fd, files, commit, observe)
     }
 
+    /// Where `..data` points now (the current set's directory), or `None`
+    /// when there is no layout (nothing mounted yet, or plain files left by
+    /// an older provider). A rotation remount compares it with what it
+    /// recorded to tell that nobody replaced the set since.
+    pub fn data_dir(&self) -> io::Result<Option<String>> {
+        dirfd::link_target(&self.0.fd, layout::DATA)
+    }
+
     /// Sets the target directory's mtime to now (used by unchanged remounts).
     pub fn touch(&self) -> io::Result<()> {
         let times = Timestamps {

@@ -126,6 +126,7 @@ impl Store for MemStore {
                             Ok(Fetched::Value {
                                 contents: SecretBytes::from(value.to_string()),
                                 version: (*version).into(),
+                                arn: None,
                             })
                         }
                     }
