@@ -187,7 +187,7 @@ impl Metrics {
         let version_checks = Family::<VersionCheckLabels, Counter>::default();
         registry.register(
             "version_checks",
-            "Shared version checks of mounted secrets by result (hit, miss, failed, skipped)",
+            "Shared version checks of mounted secrets by result (hit, miss, failed, skipped, batched)",
             version_checks.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();

@@ -1197,7 +1197,27 @@ async fn a_mount_of_40_secrets_and_25_parameters_and_its_rotation_remount_cost()
             ],
         ),
         (
+            // The first mount's batch answers are the node's version checks
+            // for the window: the remount inside it asks nothing of them.
             vec!["--batch-get-secret-value=true"],
+            [
+                ("BatchGetSecretValue", 2),
+                ("GetParameters", 3),
+                ("GetSecretValue", 0),
+            ],
+            [
+                ("BatchGetSecretValue", 0),
+                ("GetParameters", 3),
+                ("DescribeSecret", 0),
+            ],
+        ),
+        (
+            // Every remount checked (a zero window): the 40 misses are
+            // re-read in 2 batches rather than checked with 40 DescribeSecret.
+            vec![
+                "--batch-get-secret-value=true",
+                "--rotation-check-window=0s",
+            ],
             [
                 ("BatchGetSecretValue", 2),
                 ("GetParameters", 3),

@@ -18,8 +18,13 @@
 //! ([`super::version_checks`]): still current, it comes back
 //! [`Fetched::Unchanged`] without a call of this mount; changed, or no
 //! answer, it is fetched as any other object, with no DescribeSecret of its
-//! own. Not while BatchGetSecretValue is on (and not denied): one batch per
-//! 20 secrets costs a pod less than one check per secret.
+//! own. Answers the node already has within the check window are used first,
+//! at no cost. With BatchGetSecretValue on (and not denied), the misses are
+//! re-read in the mount's batches instead of checked whenever that takes
+//! fewer calls than one DescribeSecret per missed secret (two or more
+//! misses, or one with room in a batch made anyway); every batch answer is
+//! then recorded as the node's answer for the full ARN it returned, so the
+//! other pods of the node find it.
 //!
 //! This store never logs or formats a value, and never puts one in an error.
 
@@ -36,12 +41,10 @@ use tracing::{debug, warn};
 use super::BatchDenials;
 use super::classify::{sdk_error, service_error};
 use super::limits::Gate;
-use super::version_checks::{CheckFailure, Stages, VersionChecks};
+use super::version_checks::{CURRENT_STAGE, CheckFailure, Stages, VersionChecks};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
 
-/// The stage a rotation remount checks when the object names none.
-const CURRENT_STAGE: &str = "AWSCURRENT";
 /// BatchGetSecretValue takes at most 20 secret ids per call.
 const BATCH_SIZE: usize = 20;
 /// Pages followed for one batch call. AWS paginates id lists only when the
@@ -106,10 +109,9 @@ impl SecretsManagerStore {
 
     async fn fetch_all(&self, mut items: Vec<FetchItem>) -> Vec<ItemResult> {
         let gate: &Gate = &self.gate;
-        let mut results = self.shared_checks(gate, &mut items).await;
-        let batched: Vec<usize> = self
-            .batch_candidates(&items)
-            .await
+        let candidates = self.batch_candidates(&items).await;
+        let mut results = self.shared_checks(gate, &mut items, &candidates).await;
+        let batched: Vec<usize> = candidates
             .into_iter()
             .filter(|&i| results[i].is_none())
             .collect();
@@ -145,42 +147,63 @@ impl SecretsManagerStore {
     /// carries its mounted version and ARN. Items still current are
     /// answered [`Fetched::Unchanged`]; the others lose their mounted
     /// version, so they are fetched without a DescribeSecret of their own.
-    async fn shared_checks(&self, gate: &Gate, items: &mut [FetchItem]) -> Vec<Option<ItemResult>> {
+    ///
+    /// Answers within the window come first, free. With batching, the
+    /// misses among `candidates` (ascending indices of the items to batch)
+    /// are re-read in batches when that takes fewer calls than one
+    /// DescribeSecret per missed secret; the batch answers then fill the
+    /// shared checks ([`VersionChecks::record_current`]).
+    async fn shared_checks(
+        &self,
+        gate: &Gate,
+        items: &mut [FetchItem],
+        candidates: &[usize],
+    ) -> Vec<Option<ItemResult>> {
         let (checks, principal) = &self.checks;
-        // With batching, one BatchGetSecretValue per 20 secrets re-reads
-        // them for less than one DescribeSecret per secret would cost a
-        // single pod: the batch path stays as it was.
-        if let Some(batching) = &self.batching
-            && !batching.denials.is_denied(&batching.principal)
-        {
-            return vec![None; items.len()];
-        }
-        let answers = join_all(items.iter().map(|item| async move {
-            let (Some(current), Some(arn), None) = (&item.current, &item.arn, &item.version) else {
-                return None;
-            };
-            let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
-            Some(
-                checks
-                    .is_current(arn, principal, current, stage, self.describe(gate, arn))
-                    .await,
-            )
+        let checked: Vec<Option<(&str, &str, &str)>> = items.iter().map(checked).collect();
+        let mut answers: Vec<Option<bool>> = join_all(checked.iter().map(|c| async move {
+            let (current, arn, stage) = (*c)?;
+            checks.cached(arn, current, stage).await
         }))
         .await;
+
+        let misses: Vec<usize> = (0..items.len())
+            .filter(|&i| checked[i].is_some() && answers[i].is_none())
+            .collect();
+        let rebatched = rebatch(items, candidates, &misses, &answers);
+        let checked = &checked;
+        let described = join_all(
+            misses
+                .iter()
+                .filter(|i| rebatched.binary_search(i).is_err())
+                .map(|&i| async move {
+                    let (current, arn, stage) = checked[i]?;
+                    checks
+                        .is_current(arn, principal, current, stage, self.describe(gate, arn))
+                        .await
+                        .map(|answer| (i, answer))
+                }),
+        )
+        .await;
+        for (i, answer) in described.into_iter().flatten() {
+            answers[i] = Some(answer);
+        }
+
+        let was_checked: Vec<bool> = checked.iter().map(Option::is_some).collect();
         let mut results = Vec::with_capacity(items.len());
-        for (item, answer) in items.iter_mut().zip(answers) {
-            results.push(match answer {
-                Some(Some(true)) => {
+        for ((item, answer), checked) in items.iter_mut().zip(answers).zip(was_checked) {
+            results.push(match (checked, answer) {
+                (true, Some(true)) => {
                     debug!(object = %item.name, region = %self.region, "unchanged (shared check)");
                     item.current
                         .clone()
                         .map(|version| Ok(Fetched::Unchanged { version }))
                 }
-                Some(_) => {
+                (true, _) => {
                     item.current = None;
                     None
                 }
-                None => None,
+                (false, _) => None,
             });
         }
         results
@@ -334,6 +357,9 @@ impl SecretsManagerStore {
                 if matched.is_empty() {
                     continue;
                 }
+                if let (Some(arn), Some(version)) = (&entry.arn, &entry.version_id) {
+                    self.checks.0.record_current(arn, version).await;
+                }
                 let result = value(
                     "BatchGetSecretValue",
                     entry.secret_string,
@@ -434,6 +460,50 @@ impl SecretsManagerStore {
     }
 }
 
+/// What a shared check of `item` asks: its mounted version, the full ARN
+/// its pod's own fetch returned, and the stage; `None` for an item without
+/// both, or pinned to a version (which needs no check).
+fn checked(item: &FetchItem) -> Option<(&str, &str, &str)> {
+    let (Some(current), Some(arn), None) = (&item.current, &item.arn, &item.version) else {
+        return None;
+    };
+    let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
+    Some((current, arn, stage))
+}
+
+/// The shared-check misses (ascending) to re-read in the mount's batches
+/// instead of checking them one DescribeSecret each: all the batchable ones
+/// when adding them to the batches the mount makes anyway costs fewer calls
+/// than their checks, else none. Counted in distinct secret ids, as batches
+/// ask for them.
+fn rebatch(
+    items: &[FetchItem],
+    candidates: &[usize],
+    misses: &[usize],
+    answers: &[Option<bool>],
+) -> Vec<usize> {
+    let (missed, read_anyway): (Vec<usize>, Vec<usize>) = candidates
+        .iter()
+        .copied()
+        .filter(|&i| answers[i] != Some(true))
+        .partition(|i| misses.binary_search(i).is_ok());
+    let ids = |indices: &[usize]| -> usize {
+        indices
+            .iter()
+            .map(|&i| items[i].name.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let anyway = ids(&read_anyway);
+    let all = ids(&[&read_anyway[..], &missed[..]].concat());
+    let added_batches = all.div_ceil(BATCH_SIZE) - anyway.div_ceil(BATCH_SIZE);
+    if added_batches < ids(&missed) {
+        missed
+    } else {
+        Vec::new()
+    }
+}
+
 /// The value of an answer: SecretString's bytes, else SecretBinary's, as
 /// they are, with the answer's VersionId and ARN.
 fn value(
@@ -516,6 +586,41 @@ mod tests {
             arn_account("arn:aws:secretsmanager:us-east-1::secret:x"),
             None
         );
+    }
+
+    fn recorded(name: &str) -> FetchItem {
+        FetchItem {
+            name: name.to_owned(),
+            version: None,
+            label: None,
+            current: Some("v1".to_owned()),
+            arn: Some(format!("arn:aws:secretsmanager:us-east-1:1:secret:{name}")),
+        }
+    }
+
+    #[test]
+    fn misses_are_rebatched_only_when_that_takes_fewer_calls() {
+        let items: Vec<FetchItem> = (0..45).map(|i| recorded(&format!("s{i}"))).collect();
+        let all: Vec<usize> = (0..45).collect();
+        let unknown = vec![None; 45];
+        // One miss alone: one batch or one check, a tie: checked.
+        assert!(rebatch(&items, &all[..1], &all[..1], &unknown).is_empty());
+        // Two or more: ceil(n/20) batches beat n checks.
+        assert_eq!(rebatch(&items, &all[..2], &all[..2], &unknown), vec![0, 1]);
+        assert_eq!(rebatch(&items, &all, &all, &unknown), all);
+        // One miss joining a batch made anyway (its other ids changed) is free.
+        let mut changed = vec![Some(false); 45];
+        changed[4] = None;
+        assert_eq!(rebatch(&items, &all[..5], &[4], &changed), vec![4]);
+        // One miss that would open a third batch for 41 ids: checked.
+        let mut answers = vec![Some(false); 41];
+        answers[40] = None;
+        assert!(rebatch(&items, &all[..41], &[40], &answers).is_empty());
+        // Hits are neither read nor counted.
+        let mut hits = vec![Some(true); 45];
+        hits[7] = None;
+        hits[9] = None;
+        assert_eq!(rebatch(&items, &all, &[7, 9], &hits), vec![7, 9]);
     }
 
     #[test]

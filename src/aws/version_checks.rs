@@ -9,6 +9,14 @@
 //!   needs it. Its answer (each VersionId's stages) only decides whether a
 //!   pod's already-mounted file, which that pod fetched itself, is still
 //!   current; a changed version is fetched with the pod's own credentials.
+//! - A BatchGetSecretValue answer is the same fact for the AWSCURRENT stage
+//!   (which VersionId carries it, under the full ARN the batch returned), so
+//!   it is recorded as a partial answer: it answers checks of AWSCURRENT,
+//!   and a check of another stage finds no answer within that window (its
+//!   pod then reads the secret itself).
+//! - Answers known within the window are free: [`VersionChecks::cached`]
+//!   looks without calling, for any principal, also one denied
+//!   DescribeSecret.
 //! - Concurrent checks of one ARN are coalesced into one call. A failed or
 //!   denied check is not remembered as an answer: each waiter falls back to
 //!   its own GetSecretValue, so it never becomes another pod's error.
@@ -29,6 +37,10 @@ use moka::future::Cache;
 use super::BatchDenials;
 use crate::store::StoreError;
 
+/// The stage a check asks about when the object names none, and the only
+/// one a batch answer tells.
+pub(crate) const CURRENT_STAGE: &str = "AWSCURRENT";
+
 /// Most secrets whose answer is kept at once.
 const MAX_ANSWERS: u64 = 16_384;
 /// How long a principal denied DescribeSecret skips the check.
@@ -36,6 +48,24 @@ pub const DESCRIBE_DENIED_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// Each VersionId of a secret and its stages.
 pub(crate) type Stages = HashMap<String, Vec<String>>;
+
+/// What is known of a secret's versions within the window.
+struct Answer {
+    stages: Stages,
+    /// False for a batch answer: only the AWSCURRENT stage is known.
+    complete: bool,
+}
+
+impl Answer {
+    /// Whether `version` carries `stage`, when this answer tells.
+    fn tells(&self, version: &str, stage: &str) -> Option<bool> {
+        (self.complete || stage == CURRENT_STAGE).then(|| {
+            self.stages
+                .get(version)
+                .is_some_and(|stages| stages.iter().any(|s| s == stage))
+        })
+    }
+}
 
 /// Why a check gave no answer.
 pub(crate) enum CheckFailure {
@@ -48,7 +78,7 @@ pub(crate) enum CheckFailure {
 /// The node's shared version checks.
 pub(crate) struct VersionChecks {
     window: Duration,
-    answers: Cache<String, Arc<Stages>>,
+    answers: Cache<String, Arc<Answer>>,
     denials: BatchDenials,
 }
 
@@ -66,10 +96,41 @@ impl VersionChecks {
         }
     }
 
+    /// Whether `version` of the secret `arn` carries `stage`, from an
+    /// answer within the window only: no call. Counted as a hit when known;
+    /// an unknown one is counted by what the caller does next.
+    pub(crate) async fn cached(&self, arn: &str, version: &str, stage: &str) -> Option<bool> {
+        if self.window.is_zero() {
+            return None;
+        }
+        let known = self.answers.get(arn).await?.tells(version, stage);
+        if known.is_some() {
+            crate::metrics::global().version_check("hit");
+        }
+        known
+    }
+
+    /// Records what a BatchGetSecretValue read with a pod's own credentials
+    /// returned: `version` carries AWSCURRENT in the secret `arn` (the full
+    /// ARN the batch returned). Counted as a batched check.
+    pub(crate) async fn record_current(&self, arn: &str, version: &str) {
+        crate::metrics::global().version_check("batched");
+        if self.window.is_zero() {
+            return;
+        }
+        let answer = Answer {
+            stages: HashMap::from([(version.to_owned(), vec![CURRENT_STAGE.to_owned()])]),
+            complete: false,
+        };
+        self.answers.insert(arn.to_owned(), Arc::new(answer)).await;
+    }
+
     /// Whether `version` of the secret `arn` carries `stage`: `Some` when
     /// known (from an answer within the window, or from `describe`, run at
     /// most once per ARN at a time), `None` when there is no answer (the
-    /// caller then fetches the secret itself).
+    /// caller then fetches the secret itself): the check failed, the
+    /// principal was denied DescribeSecret lately, or the window's answer
+    /// came from a batch and tells only AWSCURRENT.
     pub(crate) async fn is_current<F>(
         &self,
         arn: &str,
@@ -83,13 +144,21 @@ impl VersionChecks {
     {
         let metrics = crate::metrics::global();
         if self.denials.is_denied(principal) {
-            metrics.version_check("skipped");
-            return None;
+            let known = self.cached(arn, version, stage).await;
+            if known.is_none() {
+                metrics.version_check("skipped");
+            }
+            return known;
         }
         let called = AtomicBool::new(false);
         let init = async {
             called.store(true, Ordering::Relaxed);
-            describe.await.map(Arc::new)
+            describe.await.map(|stages| {
+                Arc::new(Answer {
+                    stages,
+                    complete: true,
+                })
+            })
         };
         let answer = if self.window.is_zero() {
             init.await.map_err(Arc::new)
@@ -97,17 +166,14 @@ impl VersionChecks {
             self.answers.try_get_with(arn.to_owned(), init).await
         };
         match answer {
-            Ok(stages) => {
-                metrics.version_check(if called.load(Ordering::Relaxed) {
-                    "miss"
-                } else {
-                    "hit"
+            Ok(answer) => {
+                let known = answer.tells(version, stage);
+                metrics.version_check(match (called.load(Ordering::Relaxed), known) {
+                    (true, _) => "miss",
+                    (false, Some(_)) => "hit",
+                    (false, None) => "skipped",
                 });
-                Some(
-                    stages
-                        .get(version)
-                        .is_some_and(|stages| stages.iter().any(|s| s == stage)),
-                )
+                known
             }
             Err(failure) => {
                 metrics.version_check("failed");
@@ -172,6 +238,50 @@ mod tests {
             })
             .await;
         assert_eq!(again, Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_batch_answer_tells_awscurrent_only_and_is_free_for_every_principal() {
+        let checks = VersionChecks::new(Duration::from_secs(60));
+        assert_eq!(checks.cached("arn:a", "v1", CURRENT_STAGE).await, None);
+        checks.record_current("arn:a", "v1").await;
+        assert_eq!(
+            checks.cached("arn:a", "v1", CURRENT_STAGE).await,
+            Some(true)
+        );
+        assert_eq!(
+            checks.cached("arn:a", "v0", CURRENT_STAGE).await,
+            Some(false)
+        );
+        // Another ARN (another account's secret of the same name) is unknown.
+        assert_eq!(checks.cached("arn:b", "v1", CURRENT_STAGE).await, None);
+        // Another stage is not told by a batch: no answer, no call.
+        let previous = checks
+            .is_current("arn:a", "role", "v0", "AWSPREVIOUS", async {
+                panic!("no call while the window's answer stands")
+            })
+            .await;
+        assert_eq!(previous, None);
+        // A principal denied DescribeSecret still finds the window's answer.
+        let _ = checks
+            .is_current("arn:c", "role/d", "v1", CURRENT_STAGE, async {
+                Err(CheckFailure::Denied(StoreError::new(
+                    FailureKind::PermissionDenied,
+                    Some("AccessDeniedException"),
+                    "no",
+                )))
+            })
+            .await;
+        let denied = checks
+            .is_current("arn:a", "role/d", "v1", CURRENT_STAGE, async {
+                panic!("a denied principal does not call")
+            })
+            .await;
+        assert_eq!(denied, Some(true));
+        // A zero window keeps nothing.
+        let none = VersionChecks::new(Duration::ZERO);
+        none.record_current("arn:a", "v1").await;
+        assert_eq!(none.cached("arn:a", "v1", CURRENT_STAGE).await, None);
     }
 
     #[tokio::test]
