@@ -16,6 +16,8 @@
 //!   tiny HTTP server of [`stub_server`].
 //! - [`ascp_process`]: runs the real `ascp` binary and talks to it on its socket.
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
+//! - [`rotation`]: the rotation scenarios (one pod, many pods under two
+//!   roles) through the real binary, counting AWS and Kubernetes calls.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -29,6 +31,7 @@ pub mod memory;
 pub mod moto;
 pub mod pod_identity_agent;
 pub mod proxy;
+pub mod rotation;
 pub mod seed;
 pub mod stub_server;
 

@@ -1,0 +1,405 @@
+//! Rotation scenarios of issue 11, through the real `ascp` binary against
+//! moto behind the counting proxy and the stub Kubernetes API, remounting
+//! as driver v1.6 does (no `current_object_version`). Shared by
+//! `tests/rotation.rs`, which asserts the exact counts, and
+//! `examples/rotation_calls.rs`, which prints them.
+//!
+//! Counts come from the proxy (AWS, per operation) and the Kubernetes stub
+//! (GETs per resource), read before and after each step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ascp::proto::{MountRequest, MountResponse};
+use aws_sdk_ssm::types::ParameterType;
+
+use super::ascp_process::AscpProcess;
+use super::kube_api::KubeApiStub;
+use super::{FaultProxy, MotoServer, create_secret_string, put_parameter, sdk_config};
+
+pub const REGION: &str = "us-east-1";
+pub const NS: &str = "shop";
+/// Two ServiceAccounts annotated with two IAM roles.
+pub const ROLES: [(&str, &str); 2] = [
+    ("sa-a", "arn:aws:iam::123456789012:role/rotation-a"),
+    ("sa-b", "arn:aws:iam::123456789012:role/rotation-b"),
+];
+/// The AWS operations a mount can make, in the order they are printed.
+pub const OPERATIONS: [&str; 7] = [
+    "GetSecretValue",
+    "BatchGetSecretValue",
+    "DescribeSecret",
+    "GetParameters",
+    "GetParameter",
+    "AssumeRoleWithWebIdentity",
+    "AssumeRole",
+];
+const KINDS: [&str; 3] = ["serviceaccounts", "pods", "nodes"];
+
+/// Calls of one step: AWS per operation, Kubernetes GETs per resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub aws: BTreeMap<&'static str, usize>,
+    /// Every AWS call, including operations not in [`OPERATIONS`].
+    pub aws_total: usize,
+    pub kube: BTreeMap<&'static str, usize>,
+}
+
+impl Counts {
+    pub fn aws(&self, operation: &str) -> usize {
+        self.aws.get(operation).copied().unwrap_or(0)
+    }
+
+    pub fn kube_total(&self) -> usize {
+        self.kube.values().sum()
+    }
+
+    fn since(&self, before: &Counts) -> Counts {
+        let diff = |now: &BTreeMap<&'static str, usize>, then: &BTreeMap<&'static str, usize>| {
+            now.iter()
+                .map(|(k, n)| (*k, n - then.get(k).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        Counts {
+            aws: diff(&self.aws, &before.aws),
+            aws_total: self.aws_total - before.aws_total,
+            kube: diff(&self.kube, &before.kube),
+        }
+    }
+
+    fn add(&mut self, other: &Counts) {
+        for (k, n) in &other.aws {
+            *self.aws.entry(k).or_default() += n;
+        }
+        for (k, n) in &other.kube {
+            *self.kube.entry(k).or_default() += n;
+        }
+        self.aws_total += other.aws_total;
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AWS {}", self.aws_total)?;
+        let ops: Vec<String> = self.aws.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        if !ops.is_empty() {
+            write!(f, " ({})", ops.join(", "))?;
+        }
+        write!(f, "; Kubernetes {}", self.kube_total())?;
+        let gets: Vec<String> = self.kube.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        if !gets.is_empty() {
+            write!(f, " ({})", gets.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// One pod of the node.
+pub struct Pod {
+    pub name: String,
+    pub service_account: &'static str,
+    pub target: PathBuf,
+    /// Its own projected token: pods never share one.
+    token: String,
+}
+
+/// moto, the proxy, the Kubernetes stub and one `ascp` process.
+pub struct Node {
+    pub moto: MotoServer,
+    pub proxy: FaultProxy,
+    pub kube: KubeApiStub,
+    pub ascp: AscpProcess,
+    pub sm: aws_sdk_secretsmanager::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts everything; `binary` with `flags`.
+    pub async fn start(binary: &Path, flags: &[&str]) -> Node {
+        let moto = MotoServer::start().await;
+        let proxy = FaultProxy::start(&moto.endpoint()).await;
+        let kube = KubeApiStub::start().await;
+        for (sa, role) in ROLES {
+            kube.add_service_account(NS, sa, Some(role));
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let kubeconfig = dir.path().join("kubeconfig");
+        kube.write_kubeconfig(&kubeconfig);
+        let env: Vec<(String, String)> = [
+            ("KUBECONFIG", kubeconfig.display().to_string()),
+            ("AWS_ENDPOINT_URL", proxy.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE".into()),
+            ("AWS_SECRET_ACCESS_KEY", "node-role-secret".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let args: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let ascp = AscpProcess::start(binary, &args, &env).await;
+        let config = sdk_config(&moto.endpoint(), REGION).await;
+        Node {
+            sm: aws_sdk_secretsmanager::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            moto,
+            proxy,
+            kube,
+            ascp,
+            _dir: dir,
+        }
+    }
+
+    /// Every call so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            aws: OPERATIONS
+                .iter()
+                .map(|op| (*op, self.proxy.calls(op)))
+                .collect(),
+            aws_total: self.proxy.total_calls(),
+            kube: KINDS.iter().map(|k| (*k, self.kube.calls(k))).collect(),
+        }
+    }
+
+    /// `n` pods, alternating between the two ServiceAccounts.
+    pub fn pods(&self, n: usize) -> Vec<Pod> {
+        (0..n)
+            .map(|i| {
+                let name = format!("pod-{i:02}");
+                let target = self.ascp.dir().join("targets").join(&name);
+                std::fs::create_dir_all(&target).expect("create a target directory");
+                Pod {
+                    service_account: ROLES[i % 2].0,
+                    token: format!("eyJhbGciOiJSUzI1NiJ9.ROTATION-{name}.sig"),
+                    name,
+                    target,
+                }
+            })
+            .collect()
+    }
+
+    /// A driver v1.6 mount of `objects` for `pod` (no current versions);
+    /// panics with the provider's log on failure.
+    pub async fn mount(&self, pod: &Pod, objects: &str) -> MountResponse {
+        match self.ascp.mount(request(pod, objects)).await {
+            Ok(response) => response,
+            Err(status) => panic!(
+                "mount of {} failed: {:?}: {}\nascp log:\n{}",
+                pod.name,
+                status.code(),
+                status.message(),
+                self.ascp.log()
+            ),
+        }
+    }
+
+    /// Mounts every pod once, one after another, as kubelet republishes
+    /// them; returns the calls.
+    pub async fn round(&self, pods: &[Pod], objects: &str) -> Counts {
+        let before = self.counts();
+        for pod in pods {
+            self.mount(pod, objects).await;
+        }
+        self.counts().since(&before)
+    }
+
+    /// Creates `secrets` secrets and `parameters` parameters named after
+    /// `tag`; returns their SecretProviderClass objects, pinned to the
+    /// versions created when `pinned`.
+    pub async fn seed(&self, tag: &str, secrets: usize, parameters: usize, pinned: bool) -> String {
+        let mut objects = String::new();
+        for i in 0..secrets {
+            let s = create_secret_string(&self.sm, &format!("{tag}/s{i:02}"), &format!("s{i}-v1"))
+                .await;
+            objects.push_str(&format!(
+                "- {{objectName: {tag}/s{i:02}, objectType: secretsmanager{}}}\n",
+                if pinned {
+                    format!(", objectVersion: {}", s.version_id)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        for i in 0..parameters {
+            let name = format!("/{tag}/p{i:02}");
+            let version =
+                put_parameter(&self.ssm, &name, &format!("p{i}-v1"), ParameterType::String).await;
+            objects.push_str(&format!(
+                "- {{objectName: {name}, objectType: ssmparameter{}}}\n",
+                if pinned {
+                    format!(", objectVersion: \"{version}\"")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        objects
+    }
+}
+
+/// The Mount the driver sends for `pod`: IRSA token, no current versions.
+pub fn request(pod: &Pod, objects: &str) -> MountRequest {
+    let tokens = serde_json::json!({
+        "sts.amazonaws.com": {"token": pod.token, "expirationTimestamp": "2099-01-01T00:00:00Z"}
+    })
+    .to_string();
+    let attrs: BTreeMap<&str, &str> = [
+        ("region", REGION),
+        ("objects", objects),
+        ("csi.storage.k8s.io/pod.name", pod.name.as_str()),
+        ("csi.storage.k8s.io/pod.namespace", NS),
+        ("csi.storage.k8s.io/pod.uid", pod.name.as_str()),
+        (
+            "csi.storage.k8s.io/serviceAccount.name",
+            pod.service_account,
+        ),
+        ("csi.storage.k8s.io/ephemeral", "false"),
+        ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
+        ("secretProviderClass", "rotation"),
+    ]
+    .into_iter()
+    .collect();
+    MountRequest {
+        attributes: serde_json::to_string(&attrs).expect("attributes"),
+        secrets: "{}".into(),
+        target_path: pod.target.display().to_string(),
+        permission: "420".into(),
+        current_object_version: vec![],
+    }
+}
+
+/// A file of a pod's target.
+pub fn read(pod: &Pod, file: &str) -> String {
+    std::fs::read_to_string(pod.target.join(file))
+        .unwrap_or_else(|e| panic!("read {file} of {}: {e}", pod.name))
+}
+
+/// One pod, `secrets` + `parameters` objects: the first mount's calls, then
+/// each of `remounts` unchanged remounts' calls.
+pub async fn one_pod(
+    binary: &Path,
+    flags: &[&str],
+    secrets: usize,
+    parameters: usize,
+    pinned: bool,
+    remounts: usize,
+) -> (Counts, Vec<Counts>) {
+    let node = Node::start(binary, flags).await;
+    let objects = node.seed("one", secrets, parameters, pinned).await;
+    let pods = node.pods(1);
+    let first = node.round(&pods, &objects).await;
+    let mut each = Vec::new();
+    for _ in 0..remounts {
+        each.push(node.round(&pods, &objects).await);
+        assert_eq!(read(&pods[0], "one_s00"), "s0-v1");
+    }
+    (first, each)
+}
+
+/// How rotation rounds are spaced.
+#[derive(Clone, Copy, Debug)]
+pub enum Spacing {
+    /// One after another, inside one check window (the default 60 s).
+    InsideWindow,
+    /// Each round starts once `window` (passed as
+    /// `--rotation-check-window`) has passed since the previous one ended,
+    /// so every answer of that round has expired.
+    BeyondWindow(Duration),
+}
+
+impl Spacing {
+    pub fn flag(self) -> Option<String> {
+        match self {
+            Spacing::InsideWindow => None,
+            Spacing::BeyondWindow(window) => {
+                Some(format!("--rotation-check-window={}ms", window.as_millis()))
+            }
+        }
+    }
+
+    /// Waits until the window that started no later than `ended` is over.
+    async fn wait(self, ended: Instant) {
+        if let Spacing::BeyondWindow(window) = self {
+            // Answers are kept `window` from when they were learnt, all
+            // before `ended`; the margin covers the cache's own clock.
+            tokio::time::sleep_until((ended + window + Duration::from_millis(200)).into()).await;
+        }
+    }
+}
+
+/// What [`many_pods`] measured.
+pub struct ManyPods {
+    /// The first mounts (excluded from the rounds).
+    pub first: Counts,
+    /// Each unchanged rotation round.
+    pub rounds: Vec<Counts>,
+    /// The round after one secret changed and the window passed (spaced
+    /// runs only).
+    pub changed: Option<Counts>,
+    /// Pods whose file of the changed secret holds the new value after it.
+    pub updated: usize,
+}
+
+/// `pods` pods under the two roles, each mounting the same `secrets` +
+/// `parameters` objects; `rounds` unchanged rotation rounds spaced as
+/// `spacing` says; then, when spaced, one secret changes and, once the
+/// window has passed, one more round.
+pub async fn many_pods(
+    binary: &Path,
+    flags: &[&str],
+    spacing: Spacing,
+    pods: usize,
+    secrets: usize,
+    parameters: usize,
+    rounds: usize,
+) -> ManyPods {
+    let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+    flags.extend(spacing.flag());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = Node::start(binary, &flags).await;
+    let objects = node.seed("many", secrets, parameters, false).await;
+    let pods = node.pods(pods);
+    let first = node.round(&pods, &objects).await;
+    let mut ended = Instant::now();
+    let mut measured = Vec::new();
+    for _ in 0..rounds {
+        spacing.wait(ended).await;
+        measured.push(node.round(&pods, &objects).await);
+        ended = Instant::now();
+    }
+
+    // The change is measured in spaced runs only: waiting out the default
+    // window would take a minute.
+    let changed = match spacing {
+        Spacing::InsideWindow => None,
+        Spacing::BeyondWindow(_) => {
+            super::put_secret_string(&node.sm, "many/s00", "s0-v2", &[]).await;
+            spacing.wait(ended).await;
+            Some(node.round(&pods, &objects).await)
+        }
+    };
+    let updated = pods
+        .iter()
+        .filter(|pod| read(pod, "many_s00") == "s0-v2")
+        .count();
+    ManyPods {
+        first,
+        rounds: measured,
+        changed,
+        updated,
+    }
+}
+
+/// The sum of `counts`.
+pub fn total(counts: &[Counts]) -> Counts {
+    let mut sum = Counts::default();
+    for c in counts {
+        sum.add(c);
+    }
+    sum
+}
