@@ -2,8 +2,8 @@
 //! mounted Secrets Manager version is still current is asked once per full
 //! secret ARN per check window, for every pod of the node that mounted it.
 //!
-//! - The key is the full ARN the pod's own GetSecretValue returned (from the
-//!   mount's records), never (region, name): names repeat across accounts,
+//! - The key is the full ARN the pod's own read returned (from the mount's
+//!   records), never (region, name): names repeat across accounts,
 //!   and a name-keyed answer could pin a pod to another account's version.
 //! - The check is DescribeSecret, made with the credentials of a mount that
 //!   needs it. Its answer (each VersionId's stages) only decides whether a
@@ -12,8 +12,8 @@
 //! - A BatchGetSecretValue answer is the same fact for the AWSCURRENT stage
 //!   (which VersionId carries it, under the full ARN the batch returned), so
 //!   it is recorded as a partial answer: it answers checks of AWSCURRENT,
-//!   and a check of another stage finds no answer within that window (its
-//!   pod then reads the secret itself).
+//!   and a check of another stage finds no answer while it stands (its pod
+//!   then reads the secret itself). A later batch answer replaces it.
 //! - Answers known within the window are free: [`VersionChecks::cached`]
 //!   looks without calling, for any principal, also one denied
 //!   DescribeSecret.
@@ -21,8 +21,9 @@
 //!   denied check is not remembered as an answer: each waiter falls back to
 //!   its own GetSecretValue, so it never becomes another pod's error.
 //! - A DescribeSecret denial is remembered per principal for a while (many
-//!   policies grant only GetSecretValue): that principal's mounts skip the
-//!   check and fetch, instead of being denied again on every remount.
+//!   policies grant only GetSecretValue): that principal's mounts use the
+//!   answers the node has and fetch the rest, instead of being denied again
+//!   on every remount.
 //!
 //! The answers hold version ids and stage names only, never a value.
 
