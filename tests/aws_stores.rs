@@ -1058,3 +1058,68 @@ async fn a_check_of_one_accounts_secret_never_decides_for_anothers_of_the_same_n
     assert_eq!(text(&r[0]), ("theirs-2".into(), theirs_v2));
     assert_eq!(w.proxy.calls("DescribeSecret"), 2);
 }
+
+#[tokio::test]
+async fn with_batching_recorded_secrets_are_answered_by_the_nodes_batches_first() {
+    let w = World::new(options(true)).await;
+    let mut created = Vec::new();
+    for i in 0..25 {
+        created.push(support::create_secret_string(&w.sm, &format!("rot4/s{i}"), "v1").await);
+    }
+    let recorded_all = |created: &[support::CreatedSecret]| -> Vec<FetchItem> {
+        created
+            .iter()
+            .map(|s| recorded(&s.name, &s.version_id, &s.arn))
+            .collect()
+    };
+
+    // 25 misses: re-read in 2 batches, not checked with 25 DescribeSecret.
+    let r = fetch_secrets(&w.stores(), recorded_all(&created)).await;
+    assert_eq!(text(&r[24]), ("v1".into(), created[24].version_id.clone()));
+    assert_eq!(
+        counts(&w.proxy),
+        [0, 0, 2, 0],
+        "[Get, Describe, Batch, GetParameters]"
+    );
+
+    // Those batch answers serve another principal's mount: no call.
+    w.proxy.reset_counts();
+    let other = w.stores_as(
+        support::test_credentials(),
+        "arn:aws:iam::123456789012:role/other",
+    );
+    let r = fetch_secrets(&other, recorded_all(&created)).await;
+    assert!(r.iter().all(|r| matches!(r, Ok(Fetched::Unchanged { .. }))));
+    assert_eq!(counts(&w.proxy), [0, 0, 0, 0]);
+
+    // A label is not told by a batch answer: that object is read by itself.
+    let v2 = support::put_secret_string(&w.sm, "rot4/s0", "v2", &[]).await;
+    w.proxy.reset_counts();
+    let previous = FetchItem {
+        label: Some("AWSPREVIOUS".into()),
+        ..recorded(&created[0].name, &created[0].version_id, &created[0].arn)
+    };
+    let r = fetch_secrets(&w.stores(), vec![previous]).await;
+    assert_eq!(text(&r[0]), ("v1".into(), created[0].version_id.clone()));
+    assert_eq!(counts(&w.proxy), [1, 0, 0, 0]);
+
+    // Every remount checked (no window): one miss is checked (a batch would
+    // cost as much), two are re-read in one batch; a changed one is read in
+    // a batch after its check.
+    let w0 = World::new(FetchOptions {
+        rotation_check_window: Duration::ZERO,
+        ..options(true)
+    })
+    .await;
+    let fetch = |items| async { fetch_secrets(&w0.stores(), items).await };
+    let r = fetch(recorded_all(&created[1..2])).await;
+    assert!(matches!(r[0], Ok(Fetched::Unchanged { .. })));
+    assert_eq!(counts(&w0.proxy), [0, 1, 0, 0]);
+    w0.proxy.reset_counts();
+    fetch(recorded_all(&created[1..3])).await;
+    assert_eq!(counts(&w0.proxy), [0, 0, 1, 0]);
+    w0.proxy.reset_counts();
+    let r = fetch(recorded_all(&created[..1])).await;
+    assert_eq!(text(&r[0]), ("v2".into(), v2));
+    assert_eq!(counts(&w0.proxy), [0, 1, 1, 0]);
+}
