@@ -337,16 +337,8 @@ async fn bad_requests_are_invalid_argument_and_touch_nothing() {
 async fn a_panicking_request_does_not_take_the_server_down() {
     let mut h = Harness::start(false).await;
     seed(&h);
-    h.backend.sm("us-east-1").put("boom", Answer::Panic);
+    let err = h.mount_a_panicking_store().await;
     let target = tempfile::tempdir().unwrap();
-    let err = h
-        .mount(request(
-            target.path(),
-            "- objectName: boom\n  objectType: secretsmanager\n",
-            &[],
-        ))
-        .await
-        .unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(!err.message().contains("exploded"));
     h.mount(request(target.path(), OBJECTS, &[])).await.unwrap();

@@ -8,7 +8,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use support::memory::{Answer, Harness, request};
+use support::memory::Harness;
 use tonic::Code;
 
 /// The log, as the subscriber writes it.
@@ -36,16 +36,7 @@ async fn a_panic_in_a_mount_reaches_neither_the_status_nor_the_log() {
     ascp::telemetry::install_panic_hook();
 
     let mut h = Harness::start(false).await;
-    h.backend.sm("us-east-1").put("boom", Answer::Panic);
-    let target = tempfile::tempdir().unwrap();
-    let status = h
-        .mount(request(
-            target.path(),
-            "- objectName: boom\n  objectType: secretsmanager\n",
-            &[],
-        ))
-        .await
-        .unwrap_err();
+    let status = h.mount_a_panicking_store().await;
     h.stop().await;
 
     assert_eq!(status.code(), Code::Internal);

@@ -288,6 +288,20 @@ impl Harness {
         self.client.mount(req).await.map(|r| r.into_inner())
     }
 
+    /// A mount of one secret whose store panics ("store exploded"): the
+    /// status it answers.
+    pub async fn mount_a_panicking_store(&mut self) -> tonic::Status {
+        self.backend.sm("us-east-1").put("boom", Answer::Panic);
+        let target = tempfile::tempdir().expect("a temporary directory");
+        self.mount(request(
+            target.path(),
+            "- objectName: boom\n  objectType: secretsmanager\n",
+            &[],
+        ))
+        .await
+        .expect_err("a panicking store fails the mount")
+    }
+
     pub async fn stop(mut self) {
         let _ = self.shutdown.take().unwrap().send(());
         self.server.take().unwrap().await.unwrap();
