@@ -134,6 +134,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value could not be decoded per its `objectEncoding`.
+    #[error("object {object}: {field}: {reason}")]
+    Decode {
+        /// The object's name.
+        object: String,
+        /// `objectEncoding`, or the jmesPath entry's (naming its alias).
+        field: String,
+        /// What is wrong and at which byte offset (never the value).
+        reason: String,
+    },
+
     /// Writing the files failed; nothing of this mount was left behind.
     #[error("failed to write {path:?} in the target directory")]
     Write {
@@ -190,7 +201,8 @@ impl Error {
             | Error::Objects(_)
             | Error::Class { .. }
             | Error::TargetPath { .. }
-            | Error::Jmes { .. } => Code::InvalidArgument,
+            | Error::Jmes { .. }
+            | Error::Decode { .. } => Code::InvalidArgument,
             Error::Region { .. } | Error::Token { .. } => Code::FailedPrecondition,
             Error::Identity {
                 kind, precondition, ..

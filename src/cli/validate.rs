@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::config::ValidateArgs;
+use crate::encoding::Encoding;
 use crate::spc::{Attributes, MountParams};
 use crate::text::Escaped;
 
@@ -74,6 +75,7 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
         if let Some(f) = &spec.failover {
             source.push_str(&format!(" (failover: {})", f.name));
         }
+        source.push_str(&decoded(spec.encoding));
         // Modes as filePermission writes them: four octal digits.
         let _ = writeln!(
             out,
@@ -86,14 +88,23 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
         for j in &spec.jmes {
             let _ = writeln!(
                 out,
-                "{:<40} {:>5}  {:<14} {} jmesPath {}",
+                "{:<40} {:>5}  {:<14} {} jmesPath {}{}",
                 j.file,
                 format!("{:04o}", j.mode.unwrap_or(mode)),
                 spec.kind.as_str(),
                 spec.name,
-                Escaped(&j.path)
+                Escaped(&j.path),
+                decoded(j.encoding)
             );
         }
     }
     Ok(out)
+}
+
+/// How a file's bytes come from its value, when not as fetched.
+fn decoded(encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Utf8 => String::new(),
+        e => format!(" (decoded from {})", e.as_str()),
+    }
 }

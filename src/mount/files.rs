@@ -1,5 +1,10 @@
 //! From values to files: each object's file, its jmesPath files, and the
 //! versions the driver records (SPEC §3, §4).
+//!
+//! jmesPath entries read the value as fetched; the object's own
+//! `objectEncoding` then decodes its own file, and each entry's decodes the
+//! extracted text. Any failure fails the whole mount before a file is
+//! written.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +58,15 @@ pub fn build(
                 let value = document
                     .extract(&j.path)
                     .map_err(|r| jmes_error(&j.path, r))?;
+                let value = j.encoding.decode(value).map_err(|reason| Error::Decode {
+                    object: spec.name.clone(),
+                    field: format!(
+                        "jmesPath {} objectEncoding {}",
+                        j.alias,
+                        j.encoding.as_str()
+                    ),
+                    reason,
+                })?;
                 extracted.push(OutputFile {
                     path: j.file.clone(),
                     mode: j.mode.unwrap_or(mode),
@@ -62,6 +76,14 @@ pub fn build(
             }
         }
         tracing::debug!(object = %spec.name, file = %spec.file, version = %version, bytes = contents.len(), "fetched");
+        let contents = spec
+            .encoding
+            .decode(contents)
+            .map_err(|reason| Error::Decode {
+                object: spec.name.clone(),
+                field: format!("objectEncoding {}", spec.encoding.as_str()),
+                reason,
+            })?;
         files.push(OutputFile {
             path: spec.file.clone(),
             mode,

@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::{Problem, keys};
+use crate::encoding::{self, Encoding};
 use crate::jmes;
 use crate::kinds::StoreKind;
 
@@ -115,6 +116,8 @@ pub struct ObjectSpec {
     pub failover: Option<FailoverSpec>,
     /// The region named by an ARN objectName.
     pub arn_region: Option<String>,
+    /// `objectEncoding` of the object's own file.
+    pub encoding: Encoding,
 }
 
 /// One `jmesPath` entry: a JSON key extracted into a file of its own.
@@ -128,6 +131,8 @@ pub struct JmesSpec {
     pub file: String,
     /// `filePermission`, if set.
     pub mode: Option<u32>,
+    /// `objectEncoding` of the extracted value.
+    pub encoding: Encoding,
 }
 
 /// `failoverObject`: what to ask the failover region for.
@@ -219,6 +224,7 @@ struct RawObject {
     file_permission: Option<Scalar>,
     jmes_path: Option<Vec<Option<RawJmes>>>,
     failover_object: Option<RawFailover>,
+    object_encoding: Option<Scalar>,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +232,7 @@ struct RawJmes {
     path: Option<Scalar>,
     object_alias: Option<Scalar>,
     file_permission: Option<Scalar>,
+    object_encoding: Option<Scalar>,
 }
 
 #[derive(Debug, Default)]
@@ -282,12 +289,14 @@ case_insensitive_fields!(RawObject, "an object descriptor (a mapping with object
     "filePermission" => file_permission,
     "jmesPath" => jmes_path,
     "failoverObject" => failover_object,
+    "objectEncoding" => object_encoding,
 });
 
 case_insensitive_fields!(RawJmes, "a jmesPath entry (a mapping with path and objectAlias)", {
     "path" => path,
     "objectAlias" => object_alias,
     "filePermission" => file_permission,
+    "objectEncoding" => object_encoding,
 });
 
 case_insensitive_fields!(RawFailover, "a failoverObject (a mapping with objectName)", {
@@ -625,6 +634,10 @@ fn validate_object(
         found.add("filePermission", rule);
         None
     });
+    let object_encoding = parse_encoding(raw.object_encoding.as_ref()).unwrap_or_else(|rule| {
+        found.add("objectEncoding", rule);
+        Encoding::default()
+    });
 
     let mut jmes = Vec::new();
     for (i, entry) in raw.jmes_path.unwrap_or_default().into_iter().enumerate() {
@@ -660,11 +673,17 @@ fn validate_object(
                 found.add(format!("{at} filePermission"), rule);
                 None
             });
+        let entry_encoding =
+            parse_encoding(entry.object_encoding.as_ref()).unwrap_or_else(|rule| {
+                found.add(format!("{at} objectEncoding"), rule);
+                Encoding::default()
+            });
         jmes.push(JmesSpec {
             alias: entry_alias,
             path,
             file: entry_file,
             mode: entry_mode,
+            encoding: entry_encoding,
         });
     }
 
@@ -737,6 +756,7 @@ fn validate_object(
         jmes,
         failover,
         arn_region,
+        encoding: object_encoding,
     }
 }
 
@@ -904,6 +924,14 @@ fn parse_file_permission(v: Option<&Scalar>) -> Result<Option<u32>, String> {
             shorten(v)
         ))
     }
+}
+
+/// Reads `objectEncoding`; empty or absent is the default (`utf-8`).
+fn parse_encoding(v: Option<&Scalar>) -> Result<Encoding, String> {
+    let Some(v) = v.map(|s| s.0.as_str()).filter(|s| !s.is_empty()) else {
+        return Ok(Encoding::default());
+    };
+    Encoding::parse(v).ok_or_else(|| format!("\"{}\" must be {}", shorten(v), encoding::NAMES))
 }
 
 /// ASCP's duplicate rules, and one of ours: no two files with one name.
