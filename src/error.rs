@@ -354,6 +354,11 @@ mod tests {
                 path: "p".into(),
                 reason: "r".into(),
             },
+            Error::Decode {
+                object: "o".into(),
+                field: "f".into(),
+                reason: "r".into(),
+            },
             Error::Write {
                 path: "f".into(),
                 source: std::io::Error::other("disk"),
@@ -398,6 +403,7 @@ mod tests {
                 | Error::Identity { .. }
                 | Error::Fetch { .. }
                 | Error::Jmes { .. }
+                | Error::Decode { .. }
                 | Error::Write { .. }
                 | Error::ResponseTooLarge { .. }
                 | Error::Timeout { .. }
@@ -424,7 +430,7 @@ mod tests {
             assert_ne!(kind_code(kind), Code::Unavailable, "{kind:?}");
         }
         let errors = every_error();
-        assert_eq!(errors.len(), 15 + KINDS.len() * 3);
+        assert_eq!(errors.len(), 16 + KINDS.len() * 3);
         for e in &errors {
             assert_ne!(e.code(), Code::Unavailable, "{e:?}");
             assert_ne!(e.to_status().code(), Code::Unavailable, "{e:?}");

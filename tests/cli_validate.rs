@@ -756,3 +756,75 @@ fn validate_without_a_file_is_a_usage_error() {
     assert!(!run.ok(), "{run}");
     assert!(run.stderr.to_lowercase().contains("usage"), "{run}");
 }
+
+#[test]
+fn object_encodings_are_shown_and_unknown_ones_reported() {
+    let dir = Dir::new();
+    let objects_yaml = "\
+- objectName: prod/keystore
+  objectType: secretsmanager
+  objectAlias: keystore.p12
+  objectEncoding: base64
+  jmesPath:
+    - path: key
+      objectAlias: key.bin
+      objectEncoding: HEX
+    - path: user
+      objectAlias: user
+- objectName: /app/plain
+  objectType: ssmparameter
+  objectEncoding: utf-8
+";
+    let path = class_file(&dir, "enc", "    region: us-east-1\n", objects_yaml);
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert_eq!(
+        row(&run.stdout, "keystore.p12")[3..],
+        ["prod/keystore", "(decoded", "from", "base64)"]
+    );
+    assert_eq!(
+        row(&run.stdout, "key.bin")[3..],
+        [
+            "prod/keystore",
+            "jmesPath",
+            "key",
+            "(decoded",
+            "from",
+            "hex)"
+        ]
+    );
+    // The default says nothing.
+    assert_eq!(
+        row(&run.stdout, "user")[3..],
+        ["prod/keystore", "jmesPath", "user"]
+    );
+    assert_eq!(row(&run.stdout, "_app_plain")[3..], ["/app/plain"]);
+
+    let bad = "\
+- objectName: prod/keystore
+  objectType: secretsmanager
+  objectEncoding: base32
+  jmesPath:
+    - path: key
+      objectAlias: key.bin
+      objectEncoding: rot13
+";
+    let run = validate(
+        &class_file(&dir, "bad", "    region: us-east-1\n", bad),
+        &[],
+    );
+    assert!(!run.ok(), "{run}");
+    let problems = listed(&run);
+    assert_eq!(problems.len(), 2, "{run}");
+    assert!(
+        problems[0].contains("prod/keystore")
+            && problems[0].contains("objectEncoding")
+            && problems[0].contains("\"base32\" must be utf-8, base64 or hex"),
+        "{run}"
+    );
+    assert!(
+        problems[1].contains("jmesPath entry #1 objectEncoding")
+            && problems[1].contains("\"rot13\""),
+        "{run}"
+    );
+}

@@ -154,6 +154,14 @@ impl ObjectSpec {
         self.mode.unwrap_or(default)
     }
 
+    /// Whether the object's own file holds its value exactly as fetched, so
+    /// that a rotation remount may read the file back instead of fetching
+    /// it. Not when `objectEncoding` decodes it: the file then holds other
+    /// bytes than the value its jmesPath entries and records start from.
+    pub fn file_holds_value(&self) -> bool {
+        self.encoding == Encoding::Utf8
+    }
+
     /// What to ask for in the failover region: the failover object's values
     /// where given, the object's own otherwise (as ASCP).
     pub fn failover_target(&self) -> (String, Option<String>, Option<String>) {
