@@ -828,3 +828,72 @@ fn object_encodings_are_shown_and_unknown_ones_reported() {
         "{run}"
     );
 }
+
+#[test]
+fn paths_are_explained_and_their_forbidden_fields_refused() {
+    let dir = Dir::new();
+    let objects_yaml = "\
+- objectName: prod/web/*
+  objectType: secretsmanager
+  filePermission: \"0400\"
+- objectName: /app/prod/**
+  objectType: ssmparameter
+  objectEncoding: base64
+";
+    let path = class_file(&dir, "paths", "    region: us-east-1\n", objects_yaml);
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    let one = row(&run.stdout, "*").join(" ");
+    assert_eq!(
+        one,
+        "* 0400 secretsmanager prod/web/* (path: each secret directly under prod/web/, at most 256, in a file named by its name below the prefix, / becoming _)"
+    );
+    let all = row(&run.stdout, "**").join(" ");
+    assert!(
+        all.starts_with(
+            "** 0644 ssmparameter /app/prod/** (path: each parameter at any depth under /app/prod/"
+        ) && all.ends_with("(decoded from base64)"),
+        "{run}"
+    );
+
+    let bad = "\
+- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*
+- objectName: prod/a/*
+  objectType: secretsmanager
+  objectAlias: a
+- objectName: prod/b/**
+  objectType: secretsmanager
+  objectVersion: v1
+- objectName: prod/c/*
+  objectType: secretsmanager
+  objectVersionLabel: AWSPREVIOUS
+- objectName: prod/d/*
+  objectType: secretsmanager
+  jmesPath:
+    - path: x
+      objectAlias: x
+- objectName: app/e/*
+  objectType: ssmparameter
+- objectName: prod/*/f/*
+  objectType: secretsmanager
+";
+    let run = validate(
+        &class_file(&dir, "bad", "    region: us-east-1\n", bad),
+        &[],
+    );
+    assert!(!run.ok(), "{run}");
+    let problems = listed(&run);
+    let expected = [
+        "(#1): objectName a path cannot be an ARN",
+        "(#2): objectAlias cannot be set on a path",
+        "(#3): objectVersion cannot be set on a path",
+        "(#4): objectVersionLabel cannot be set on a path",
+        "(#5): jmesPath cannot be set on a path",
+        "(#6): objectName an ssmparameter path must start with /",
+        "(#7): objectName * may only end a path",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{run}");
+    for (problem, want) in problems.iter().zip(expected) {
+        assert!(problem.contains(want), "{want:?} not in {problem:?}\n{run}");
+    }
+}

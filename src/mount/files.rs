@@ -1,19 +1,30 @@
-//! From values to files: each object's file, its jmesPath files, and the
-//! versions the driver records (SPEC §3, §4).
+//! From values to files: each object's file, its jmesPath files, each
+//! match of a path object, and the versions the driver records (SPEC §3,
+//! §4).
 //!
 //! jmesPath entries read the value as fetched; the object's own
 //! `objectEncoding` then decodes its own file, and each entry's decodes the
-//! extracted text. Any failure fails the whole mount before a file is
-//! written.
+//! extracted text. A path object's matches each become a file named by
+//! their path below the prefix (`pathTranslation` applied), decoded by the
+//! object's `objectEncoding`, with their own version. Match names are
+//! checked as object names are (a listed name is the store's, not the
+//! class's), and no two files of a mount may share a name: two matches, or
+//! a match and another object, giving one name fail the mount naming both.
+//! So do more than [`MAX_FILES`] files, and a mount of paths only, none of
+//! which matched anything (the driver refuses a mount without a file).
+//! Any failure fails the whole mount before a file is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::fetch::Value;
 use crate::error::Error;
 use crate::jmes;
 use crate::output::OutputFile;
 use crate::proto::ObjectVersion;
-use crate::spc::ObjectSpec;
+use crate::secret::SecretBytes;
+use crate::spc::objects::{MAX_FILES, check_file_name};
+use crate::spc::{ObjectSpec, PathSpec};
+use crate::text::escape_bounded;
 
 /// The files of a mount and the versions to report.
 pub struct Files {
@@ -36,14 +47,33 @@ pub fn build(
         .iter()
         .map(|v| (v.id.clone(), v.version.clone()))
         .collect();
-    for (
-        spec,
-        Value {
-            contents, version, ..
-        },
-    ) in objects.iter().zip(values)
-    {
+    // Who produced each file name, for a path's collisions.
+    let mut origins: HashMap<String, String> = HashMap::new();
+    for (spec, value) in objects.iter().zip(values) {
         let mode = spec.mode_or(default_mode);
+        if let Some(path) = &spec.path {
+            let matches = path_files(spec, path, value, &origins)?;
+            tracing::debug!(object = %spec.name, matches = matches.len(), "listed");
+            for PathFile {
+                file,
+                name,
+                version,
+                contents,
+            } in matches
+            {
+                origins.insert(file.clone(), name);
+                versions.insert(file.clone(), version);
+                files.push(OutputFile {
+                    path: file,
+                    mode,
+                    contents,
+                });
+            }
+            continue;
+        }
+        let Value {
+            contents, version, ..
+        } = value;
         let mut extracted = Vec::with_capacity(spec.jmes.len());
         if let Some(first) = spec.jmes.first() {
             let jmes_error = |path: &str, reason| Error::Jmes {
@@ -67,6 +97,7 @@ pub fn build(
                     ),
                     reason,
                 })?;
+                origins.insert(j.file.clone(), format!("object {}", spec.name));
                 extracted.push(OutputFile {
                     path: j.file.clone(),
                     mode: j.mode.unwrap_or(mode),
@@ -76,14 +107,8 @@ pub fn build(
             }
         }
         tracing::debug!(object = %spec.name, file = %spec.file, version = %version, bytes = contents.len(), "fetched");
-        let contents = spec
-            .encoding
-            .decode(contents)
-            .map_err(|reason| Error::Decode {
-                object: spec.name.clone(),
-                field: format!("objectEncoding {}", spec.encoding.as_str()),
-                reason,
-            })?;
+        let contents = decode(spec, contents, &spec.name)?;
+        origins.insert(spec.file.clone(), format!("object {}", spec.name));
         files.push(OutputFile {
             path: spec.file.clone(),
             mode,
@@ -92,6 +117,23 @@ pub fn build(
         files.extend(extracted);
         versions.insert(spec.file.clone(), version);
     }
+    if files.len() > MAX_FILES {
+        return Err(Error::Class {
+            problems: vec![format!(
+                "objects: {} files with the matches of the paths, more than the limit of {MAX_FILES} per mount",
+                files.len()
+            )],
+        });
+    }
+    if files.is_empty() {
+        let paths: Vec<String> = objects
+            .iter()
+            .map(|s| escape_bounded(&s.name, 200))
+            .collect();
+        return Err(Error::NothingToMount {
+            paths: paths.join(", "),
+        });
+    }
     Ok(Files {
         files,
         versions: versions
@@ -99,4 +141,68 @@ pub fn build(
             .map(|(id, version)| ObjectVersion { id, version })
             .collect(),
     })
+}
+
+/// Decodes `contents` per the object's `objectEncoding`; `what` names the
+/// value (the object, or a path's match) in the error.
+fn decode(spec: &ObjectSpec, contents: SecretBytes, what: &str) -> Result<SecretBytes, Error> {
+    spec.encoding
+        .decode(contents)
+        .map_err(|reason| Error::Decode {
+            object: what.to_owned(),
+            field: format!("objectEncoding {}", spec.encoding.as_str()),
+            reason,
+        })
+}
+
+/// One match of a path object, ready to be a file.
+struct PathFile {
+    /// The file name.
+    file: String,
+    /// The match's name, escaped for messages.
+    name: String,
+    version: String,
+    /// Decoded per the object's `objectEncoding`.
+    contents: SecretBytes,
+}
+
+/// The files of a path object's matches. `taken` holds the names earlier
+/// objects produced, with what produced them.
+fn path_files(
+    spec: &ObjectSpec,
+    path: &PathSpec,
+    value: Value,
+    taken: &HashMap<String, String>,
+) -> Result<Vec<PathFile>, Error> {
+    let refuse = |reason: String| Error::PathFiles {
+        object: escape_bounded(&spec.name, 200),
+        reason,
+    };
+    let mut own: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(value.listed.len());
+    for listed in value.listed {
+        let file = path.file_of(&listed.name);
+        let name = escape_bounded(&listed.name, 200);
+        if let Err(rule) = check_file_name(&file) {
+            return Err(refuse(format!(
+                "{name} cannot be a file: its name {} {rule}",
+                escape_bounded(&file, 200)
+            )));
+        }
+        if let Some(first) = own.get(&file).or_else(|| taken.get(&file)) {
+            return Err(refuse(format!(
+                "{name} and {first} both give the file name {}",
+                escape_bounded(&file, 200)
+            )));
+        }
+        own.insert(file.clone(), name.clone());
+        let contents = decode(spec, listed.contents, &listed.name)?;
+        out.push(PathFile {
+            file,
+            name,
+            version: listed.version,
+            contents,
+        });
+    }
+    Ok(out)
 }

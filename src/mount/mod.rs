@@ -305,10 +305,12 @@ impl Mounter {
         // 6. Per object: the failover rule, then reuse of mounted files.
         let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
         let values = fetch::values(&mut sources, &objects, answers, &target, mounted).await?;
+        // Paths stay out of the records: they are listed at every mount.
         let object_records = objects
             .iter()
             .zip(&values)
             .zip(&descriptors)
+            .filter(|((spec, _), _)| spec.path.is_none())
             .map(|((spec, value), descriptor)| {
                 let entry = ObjectRecord {
                     descriptor: *descriptor,

@@ -33,7 +33,8 @@ use crate::kinds::StoreKind;
 pub const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
 /// Objects per mount.
 pub const MAX_OBJECTS: usize = 256;
-/// Files per mount: objects plus their jmesPath entries.
+/// Files per mount: objects plus their jmesPath entries, and the matches
+/// of path objects once listed.
 pub const MAX_FILES: usize = 1024;
 /// Nesting depth of the YAML document.
 pub const MAX_YAML_DEPTH: usize = 16;
@@ -116,8 +117,49 @@ pub struct ObjectSpec {
     pub failover: Option<FailoverSpec>,
     /// The region named by an ARN objectName.
     pub arn_region: Option<String>,
-    /// `objectEncoding` of the object's own file.
+    /// `objectEncoding` of the object's own file (of each match's, for a
+    /// path).
     pub encoding: Encoding,
+    /// Set when `objectName` ends in `/*` or `/**`: the object is every
+    /// secret or parameter under a path, each in a file of its own.
+    pub path: Option<PathSpec>,
+}
+
+/// A path object: `prefix*` (one level) or `prefix**` (any depth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSpec {
+    /// The objectName without its final `*` or `**`; ends in `/`.
+    pub prefix: String,
+    /// `/**`: names at any depth below the prefix.
+    pub recursive: bool,
+    /// The class's `pathTranslation`, applied to each match's name below
+    /// the prefix.
+    pub translation: PathTranslation,
+}
+
+/// Most matches of one path object.
+pub const MAX_PATH_MATCHES: usize = 256;
+
+impl PathSpec {
+    /// The path of an objectName ending in `/*` or `/**`.
+    pub fn of(name: &str, translation: PathTranslation) -> Option<Self> {
+        let (prefix, recursive) = match name.strip_suffix("/**") {
+            Some(p) => (p, true),
+            None => (name.strip_suffix("/*")?, false),
+        };
+        Some(PathSpec {
+            prefix: format!("{prefix}/"),
+            recursive,
+            translation,
+        })
+    }
+
+    /// The file of a match named `name` (which starts with the prefix): its
+    /// path below the prefix, translated.
+    pub fn file_of(&self, name: &str) -> String {
+        self.translation
+            .apply(name.strip_prefix(&self.prefix).unwrap_or(name))
+    }
 }
 
 /// One `jmesPath` entry: a JSON key extracted into a file of its own.
@@ -158,8 +200,10 @@ impl ObjectSpec {
     /// that a rotation remount may read the file back instead of fetching
     /// it. Not when `objectEncoding` decodes it: the file then holds other
     /// bytes than the value its jmesPath entries and records start from.
+    /// Nor for a path, which has no file of its own and is listed again at
+    /// every mount, so that matches added or removed show.
     pub fn file_holds_value(&self) -> bool {
-        self.encoding == Encoding::Utf8
+        self.encoding == Encoding::Utf8 && self.path.is_none()
     }
 
     /// What to ask for in the failover region: the failover object's values
@@ -630,6 +674,10 @@ fn validate_object(
         );
     }
 
+    let path = PathSpec::of(&name, *translation);
+    if let Some(path) = &path {
+        check_path_object(&path.prefix, kind, &raw, &mut found);
+    }
     let file = translation.apply(alias.as_deref().unwrap_or(&name));
     match &alias {
         // A control character is reported once, as such.
@@ -765,6 +813,45 @@ fn validate_object(
         failover,
         arn_region,
         encoding: object_encoding,
+        path,
+    }
+}
+
+/// The rules of a path object (`prefix/*`, `prefix/**`): its files are
+/// named by the matches, and a path lists only the caller's own account.
+fn check_path_object(prefix: &str, kind: StoreKind, raw: &RawObject, found: &mut Findings<'_>) {
+    let refused = "cannot be set on a path (an objectName ending in /* or /**)";
+    if prefix.starts_with("arn:") {
+        found.add(
+            "objectName",
+            "a path cannot be an ARN: it lists the caller's own account by name",
+        );
+    }
+    if kind == StoreKind::ParameterStore && !prefix.starts_with('/') {
+        found.add(
+            "objectName",
+            "an ssmparameter path must start with / (a parameter hierarchy)",
+        );
+    }
+    if prefix[..prefix.len() - 1].contains('*') {
+        found.add("objectName", "* may only end a path, as /* or /**");
+    }
+    for (field, set) in [
+        ("objectAlias", text(&raw.object_alias).is_some()),
+        ("objectVersion", text(&raw.object_version).is_some()),
+        (
+            "objectVersionLabel",
+            text(&raw.object_version_label).is_some(),
+        ),
+        (
+            "jmesPath",
+            raw.jmes_path.as_ref().is_some_and(|j| !j.is_empty()),
+        ),
+        ("failoverObject", raw.failover_object.is_some()),
+    ] {
+        if set {
+            found.add(field, refused);
+        }
     }
 }
 
@@ -996,7 +1083,8 @@ fn check_duplicates(specs: &[ObjectSpec], problems: &mut Vec<Problem>) {
         }
     }
     let mut files: HashMap<&str, usize> = HashMap::new();
-    for spec in specs {
+    // A path's files are known once it is listed (checked then).
+    for spec in specs.iter().filter(|s| s.path.is_none()) {
         let own_field = if spec.alias.is_some() {
             "objectAlias"
         } else {
