@@ -12,6 +12,15 @@
 //! objectName) hold no control character, so they cannot forge log lines.
 //! No Secrets Manager or SSM name can hold one.
 //!
+//! Beyond ASCP, an `objectName` ending in `/*` or `/**` is a path
+//! ([`PathSpec`]): every secret or parameter under the prefix, each in a
+//! file named by its name below it. A path is never an ARN, an ssmparameter
+//! path starts with `/`, `*` appears only in that ending, and a path carries
+//! no objectAlias, jmesPath, objectVersion, objectVersionLabel or
+//! failoverObject; its files are checked once it is listed (in the mount).
+//! `objectEncoding` (object and jmesPath entry) is `utf-8`, `base64` or
+//! `hex`, any case.
+//!
 //! Every rule is checked on every entry and every problem is reported, each
 //! naming its object and field: an entry with one bad field is still checked
 //! field by field, and its names and aliases still enter the duplicate rules.
