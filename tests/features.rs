@@ -699,3 +699,40 @@ async fn rotation_remounts_show_added_and_removed_matches() {
     assert_eq!(world.proxy.calls("ListSecrets"), 1);
     assert_ne!(first.object_version, second.object_version);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_fails_over_as_one_object() {
+    let world = World::start(&[]).await;
+    let east = world.sm().await;
+    let west =
+        aws_sdk_secretsmanager::Client::new(&sdk_config(&world.moto.endpoint(), "us-west-2").await);
+    create_secret_string(&east, "fo/a", "east-a").await;
+    create_secret_string(&west, "fo/a", "west-a").await;
+    create_secret_string(&west, "fo/b", "west-b").await;
+    let objects = "- objectName: fo/*\n  objectType: secretsmanager\n";
+    let failover = [("failoverRegion", "us-west-2")];
+
+    // Both answer: the primary's listing wins, whole.
+    let dir = world.target("failover-both");
+    world
+        .mount_with(&dir, objects, &failover, Vec::new())
+        .await
+        .expect("mount");
+    assert_eq!(tree(&dir), ["a"]);
+    assert_eq!(read_text(&dir, "a"), "east-a");
+
+    // The primary's listing fails with a 5xx: the failover region's is used.
+    world.proxy.add_rule(
+        Rule::new()
+            .region(REGION)
+            .operation("ListSecrets")
+            .respond(500, "InternalServiceError"),
+    );
+    let dir = world.target("failover-outage");
+    world
+        .mount_with(&dir, objects, &failover, Vec::new())
+        .await
+        .expect("mount");
+    assert_eq!(tree(&dir), ["a", "b"]);
+    assert_eq!(read_text(&dir, "a"), "west-a");
+}
