@@ -10,8 +10,9 @@
 //! checked as object names are (a listed name is the store's, not the
 //! class's), and no two files of a mount may share a name: two matches, or
 //! a match and another object, giving one name fail the mount naming both.
-//! So do more than [`MAX_FILES`] files, and a mount of paths only, none of
-//! which matched anything (the driver refuses a mount without a file).
+//! So does a mount of paths only, none of which matched anything (the
+//! driver refuses a mount without a file). The file limit of a mount is
+//! checked before any listing: a path counts as its most matches.
 //! Any failure fails the whole mount before a file is written.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ use crate::jmes;
 use crate::output::OutputFile;
 use crate::proto::ObjectVersion;
 use crate::secret::SecretBytes;
-use crate::spc::objects::{MAX_FILES, check_file_name};
+use crate::spc::objects::check_file_name;
 use crate::spc::{ObjectSpec, PathSpec};
 use crate::text::escape_bounded;
 
@@ -117,14 +118,6 @@ pub fn build(
         files.extend(extracted);
         versions.insert(spec.file.clone(), version);
     }
-    if files.len() > MAX_FILES {
-        return Err(Error::Class {
-            problems: vec![format!(
-                "objects: {} files with the matches of the paths, more than the limit of {MAX_FILES} per mount",
-                files.len()
-            )],
-        });
-    }
     if files.is_empty() {
         let paths: Vec<String> = objects
             .iter()
@@ -205,4 +198,64 @@ fn path_files(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spc::PathTranslation;
+    use crate::spc::objects::parse;
+    use crate::store::Listed;
+
+    fn specs(yaml: &str) -> Vec<ObjectSpec> {
+        parse(yaml, &PathTranslation::Replace('_'), false).expect("a valid class")
+    }
+
+    fn listing(names: &[String]) -> Value {
+        Value {
+            contents: SecretBytes::new(Vec::new()),
+            version: String::new(),
+            arn: None,
+            listed: names
+                .iter()
+                .map(|name| Listed {
+                    name: name.clone(),
+                    contents: SecretBytes::from(format!("value of {name}")),
+                    version: format!("v-{name}"),
+                })
+                .collect(),
+        }
+    }
+
+    fn build_paths(yaml: &str, listings: &[Vec<String>]) -> Result<Files, Error> {
+        let specs = specs(yaml);
+        let objects: Vec<&ObjectSpec> = specs.iter().collect();
+        let values = listings.iter().map(|names| listing(names)).collect();
+        build(&objects, values, 0o644, &[])
+    }
+
+    #[test]
+    fn each_match_is_a_file_with_its_own_version() {
+        let files = build_paths(
+            "- objectName: p/**\n  objectType: secretsmanager\n",
+            &[vec!["p/a".into(), "p/n/b".into()]],
+        )
+        .unwrap();
+        let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a", "n_b"]);
+        assert_eq!(files.files[1].contents.expose(), b"value of p/n/b");
+        assert_eq!(files.versions[1].version, "v-p/n/b");
+    }
+
+    #[test]
+    fn unsafe_match_names_and_empty_mounts_are_refused() {
+        let yaml = "- objectName: p/*\n  objectType: secretsmanager\n";
+        let e = build_paths(yaml, &[vec!["p/..data".into()]])
+            .err()
+            .expect("a reserved name");
+        assert!(e.to_string().contains("p/..data cannot be a file"), "{e}");
+        let e = build_paths(yaml, &[Vec::new()]).err().expect("no file");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(e.to_string().contains("no object lies under p/*"), "{e}");
+    }
 }
