@@ -47,7 +47,8 @@ pub struct FetchItem {
     pub arn: Option<String>,
 }
 
-/// What a store returns for one item.
+/// What a store returns for one item; for a path object, what [`Store::list`]
+/// returned, as the mount carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// The value and its version.
