@@ -8,7 +8,9 @@
 //! secrets and parameters the SecretProviderClasses in `examples/` name,
 //! starts the real `ascp` binary on a temporary socket, mounts every class
 //! with `ascp mount` as the CSI driver would, prints the files and versions,
-//! mounts one class again to show the credential cache at work, and cleans up.
+//! checks byte for byte what the classes beyond ASCP mounted (a decoded
+//! keystore, a path mount, a numeric jmesPath value), mounts one class again
+//! to show the credential cache at work, and cleans up.
 //!
 //! Usage: `demo [PATH-TO-ASCP]` (default `target/debug/ascp`).
 
@@ -35,14 +37,22 @@ const SHARED_ACCOUNT: &str = "444455556666";
 const PROD_ACCOUNT: &str = "111122223333";
 
 /// The classes mounted, in order, and what each shows.
-const CLASSES: [(&str, &str); 6] = [
+const CLASSES: [(&str, &str); 8] = [
     (
         "IRSA",
         "IRSA: the role in the ServiceAccount's annotation, assumed with the pod's token",
     ),
     (
         "JmesPath",
-        "jmesPath: keys of a JSON secret as files of their own",
+        "jmesPath: keys of a JSON secret as files of their own (a number written as JSON)",
+    ),
+    (
+        "Keystore",
+        "objectEncoding: a base64 keystore mounted as its binary file, a hex key picked by jmesPath",
+    ),
+    (
+        "Paths",
+        "paths: every parameter under /prod/web/, every secret under prod/web/ (prod/webhooks left out)",
     ),
     (
         "PodIdentity",
@@ -175,6 +185,7 @@ async fn run() -> Result<(), String> {
         .await?;
         print!("{}", indent(&report));
         print_files(&target)?;
+        verify(name, &target)?;
     }
 
     step("mounting IRSA again, as the driver's rotation does every two minutes");
@@ -235,8 +246,23 @@ async fn seed(moto: &MotoServer, proxy: &FaultProxy) -> Vec<(String, String)> {
         r#"{"username":"app","password":"demo-password","endpoint":{"host":"db.internal","port":5432}}"#,
     )
     .await;
+    create_secret_string(&sm(&east), "prod/web/oauth/client-id", "demo-client-id").await;
+    create_secret_string(&sm(&east), "prod/webhooks", "not under prod/web/").await;
+    create_secret_string(&sm(&east), "prod/tls/keystore", &keystore_base64()).await;
+    create_secret_string(
+        &sm(&east),
+        "prod/tls/signing",
+        &format!(
+            r#"{{"kid":"demo-2026","key":"{}"}}"#,
+            SIGNING_KEY
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+    )
+    .await;
     println!(
-        "  account 123456789012 (the pod's own): prod/web/api-key (us-east-1, us-west-2), /prod/web/config, prod/db"
+        "  account 123456789012 (the pod's own): prod/web/api-key (us-east-1, us-west-2), /prod/web/config, prod/db, prod/web/oauth/client-id, prod/webhooks, prod/tls/keystore (base64), prod/tls/signing (a hex key in JSON)"
     );
 
     let shared = account_credentials(&endpoint, SHARED_ACCOUNT).await;
@@ -282,6 +308,67 @@ async fn seed(moto: &MotoServer, proxy: &FaultProxy) -> Vec<(String, String)> {
     proxy.map_account(PROD_ACCOUNT, prod.access_key_id());
     println!("  account {PROD_ACCOUNT} (prod): prod/db (us-east-1, us-west-2)");
     arns
+}
+
+/// The demo keystore's bytes: binary, as a PKCS#12 file is.
+fn keystore_bytes() -> Vec<u8> {
+    let mut bytes = vec![0x30, 0x82, 0x01, 0x00, 0x02, 0x01, 0x03];
+    bytes.extend((0..=255u8).rev());
+    bytes
+}
+
+/// The keystore as stored: base64, wrapped at 64 columns as PEM tools do.
+fn keystore_base64() -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(keystore_bytes());
+    text.as_bytes()
+        .chunks(64)
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The demo signing key, stored as hex in a JSON field.
+const SIGNING_KEY: [u8; 8] = [0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0xfe, 0xff];
+
+/// Checks what the classes beyond ASCP mounted, byte for byte.
+fn verify(class: &str, dir: &Path) -> Result<(), String> {
+    let expected: Vec<(&str, Vec<u8>)> = match class {
+        "JmesPath" => vec![("db-port", b"5432".to_vec())],
+        "Keystore" => vec![
+            ("keystore.p12", keystore_bytes()),
+            ("signing.key", SIGNING_KEY.to_vec()),
+            ("signing.kid", b"demo-2026".to_vec()),
+        ],
+        "Paths" => vec![
+            ("config", b"log_level=info\nfeature_x=on".to_vec()),
+            ("api-key", b"demo-api-key-east".to_vec()),
+            ("oauth_client-id", b"demo-client-id".to_vec()),
+        ],
+        _ => return Ok(()),
+    };
+    for (file, want) in &expected {
+        let got = std::fs::read(dir.join(file)).map_err(|e| format!("{class}: {file}: {e}"))?;
+        if got != *want {
+            return Err(format!("{class}: {file} does not hold what was seeded"));
+        }
+    }
+    // Nothing else under the paths: prod/webhooks is a sibling, not a match.
+    if class == "Paths" {
+        let names = visible_names(dir)?;
+        if names != ["api-key", "config", "oauth_client-id"] {
+            return Err(format!("Paths: mounted {names:?}"));
+        }
+    }
+    println!(
+        "  verified: {}",
+        expected
+            .iter()
+            .map(|(f, _)| *f)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 /// `text` with every `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX`
@@ -346,8 +433,8 @@ async fn ascp_mount(
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// Prints each mounted file with its contents (demo values only).
-fn print_files(dir: &Path) -> Result<(), String> {
+/// The visible names at the top of a target (not the `..data` layout's).
+fn visible_names(dir: &Path) -> Result<Vec<String>, String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
@@ -355,10 +442,26 @@ fn print_files(dir: &Path) -> Result<(), String> {
         .filter(|n| !n.starts_with(".."))
         .collect();
     names.sort();
-    for name in names {
+    Ok(names)
+}
+
+/// Prints each mounted file with its contents (demo values only).
+fn print_files(dir: &Path) -> Result<(), String> {
+    for name in visible_names(dir)? {
         let contents = std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&contents).replace('\n', "\\n");
-        println!("    {name} = {text}");
+        match std::str::from_utf8(&contents) {
+            Ok(text) if !text.contains('\0') => {
+                println!("    {name} = {}", text.replace('\n', "\\n"));
+            }
+            _ => {
+                let head: String = contents
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                println!("    {name} = ({} bytes, binary: {head}…)", contents.len());
+            }
+        }
     }
     Ok(())
 }

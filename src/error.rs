@@ -134,6 +134,36 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value could not be decoded per its `objectEncoding`.
+    #[error("object {object}: {field}: {reason}")]
+    Decode {
+        /// The object's name.
+        object: String,
+        /// `objectEncoding`, or the jmesPath entry's (naming its alias).
+        field: String,
+        /// What is wrong and at which byte offset (never the value).
+        reason: String,
+    },
+
+    /// A path object's matches cannot all become files: two of them, or one
+    /// and another object, give one file name, a name is not a safe file
+    /// name, or the mount would hold more files than allowed.
+    #[error("object {object}: {reason}")]
+    PathFiles {
+        /// The path object's name (`prod/web/*`).
+        object: String,
+        /// Which matches, and what is wrong.
+        reason: String,
+    },
+
+    /// Every object is a path, and nothing lies under any of them: the
+    /// driver refuses a mount without a file.
+    #[error("nothing to mount: no object lies under {paths}")]
+    NothingToMount {
+        /// The paths, as written.
+        paths: String,
+    },
+
     /// Writing the files failed; nothing of this mount was left behind.
     #[error("failed to write {path:?} in the target directory")]
     Write {
@@ -190,7 +220,10 @@ impl Error {
             | Error::Objects(_)
             | Error::Class { .. }
             | Error::TargetPath { .. }
-            | Error::Jmes { .. } => Code::InvalidArgument,
+            | Error::Jmes { .. }
+            | Error::Decode { .. }
+            | Error::PathFiles { .. } => Code::InvalidArgument,
+            Error::NothingToMount { .. } => Code::NotFound,
             Error::Region { .. } | Error::Token { .. } => Code::FailedPrecondition,
             Error::Identity {
                 kind, precondition, ..
@@ -342,6 +375,16 @@ mod tests {
                 path: "p".into(),
                 reason: "r".into(),
             },
+            Error::Decode {
+                object: "o".into(),
+                field: "f".into(),
+                reason: "r".into(),
+            },
+            Error::PathFiles {
+                object: "o".into(),
+                reason: "r".into(),
+            },
+            Error::NothingToMount { paths: "p".into() },
             Error::Write {
                 path: "f".into(),
                 source: std::io::Error::other("disk"),
@@ -386,6 +429,9 @@ mod tests {
                 | Error::Identity { .. }
                 | Error::Fetch { .. }
                 | Error::Jmes { .. }
+                | Error::Decode { .. }
+                | Error::PathFiles { .. }
+                | Error::NothingToMount { .. }
                 | Error::Write { .. }
                 | Error::ResponseTooLarge { .. }
                 | Error::Timeout { .. }
@@ -412,7 +458,7 @@ mod tests {
             assert_ne!(kind_code(kind), Code::Unavailable, "{kind:?}");
         }
         let errors = every_error();
-        assert_eq!(errors.len(), 15 + KINDS.len() * 3);
+        assert_eq!(errors.len(), 18 + KINDS.len() * 3);
         for e in &errors {
             assert_ne!(e.code(), Code::Unavailable, "{e:?}");
             assert_ne!(e.to_status().code(), Code::Unavailable, "{e:?}");

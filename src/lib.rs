@@ -54,6 +54,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod encoding;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -7,7 +7,8 @@
 //! takes an explicit `expose()` call, which makes every use visible in review.
 //!
 //! The bytes a value of these types owns are zeroed when it is dropped: each
-//! fetched secret or parameter value, each jmesPath result, and the
+//! fetched secret or parameter value, each jmesPath result, each value
+//! decoded by `objectEncoding` (and the copy it decodes from), and the
 //! service-account tokens once taken from the request. Copies made outside
 //! these types are not: the AWS SDK's and the TLS stack's buffers and the
 //! response structures the SDK hands back, the parsed JSON a jmesPath

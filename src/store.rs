@@ -11,6 +11,9 @@
 //!   object of a mount that it serves at once, so an implementation can fetch
 //!   them concurrently and batch them; it returns one result per item, in the
 //!   items' order. Secrets Manager and Parameter Store each implement it.
+//!   It also lists a path ([`PathQuery`]): every object whose name lies
+//!   under a prefix, with its value and version, each listed name checked
+//!   to lie under the prefix whatever the service's own filter matched.
 //!
 //! The production implementations live in `identity` and `aws`; tests use
 //! in-memory ones. A store never logs or formats a value; its errors carry
@@ -44,7 +47,8 @@ pub struct FetchItem {
     pub arn: Option<String>,
 }
 
-/// What a store returns for one item.
+/// What a store returns for one item; for a path object, what [`Store::list`]
+/// returned, as the mount carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// The value and its version.
@@ -62,21 +66,63 @@ pub enum Fetched {
         /// The current version.
         version: String,
     },
+    /// What a path object lists ([`Store::list`]): each match with its own
+    /// value and version.
+    Listed(Vec<Listed>),
 }
 
 impl Fetched {
-    /// The version of the fetched or unchanged value.
+    /// The version of the fetched or unchanged value; empty for a listing,
+    /// whose matches carry their own.
     pub fn version(&self) -> &str {
         match self {
             Fetched::Value { version, .. } | Fetched::Unchanged { version } => version,
+            Fetched::Listed(_) => "",
         }
     }
+}
+
+/// A path to list: every object whose name starts with `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathQuery {
+    /// The names' common beginning, ending in `/`.
+    pub prefix: String,
+    /// Names at any depth below the prefix (`/**`); else only those with no
+    /// further `/` (`/*`).
+    pub recursive: bool,
+    /// Most matches accepted; more is an error, found before any value is
+    /// read where the service lists names apart from values.
+    pub limit: usize,
+}
+
+impl PathQuery {
+    /// Whether `name` is one of the path's matches.
+    pub fn matches(&self, name: &str) -> bool {
+        name.strip_prefix(&self.prefix)
+            .is_some_and(|rest| !rest.is_empty() && (self.recursive || !rest.contains('/')))
+    }
+}
+
+/// One object found under a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its full name, starting with the path's prefix.
+    pub name: String,
+    /// Its contents, exactly as the store holds them.
+    pub contents: SecretBytes,
+    /// The store's version of this value.
+    pub version: String,
 }
 
 /// Fetches objects from one store, in one region, with one identity.
 pub trait Store: Send + Sync {
     /// Fetches every item; returns exactly one result per item, in order.
     fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<Result<Fetched, StoreError>>>;
+
+    /// Every object under `path`, with its value, in name order; an error
+    /// when more than `path.limit` match or when one of them cannot be read
+    /// (the error names it).
+    fn list(&self, path: PathQuery) -> BoxFuture<'_, Result<Vec<Listed>, StoreError>>;
 }
 
 /// The stores of one region, acting with one pod's identity.

@@ -756,3 +756,145 @@ fn validate_without_a_file_is_a_usage_error() {
     assert!(!run.ok(), "{run}");
     assert!(run.stderr.to_lowercase().contains("usage"), "{run}");
 }
+
+#[test]
+fn object_encodings_are_shown_and_unknown_ones_reported() {
+    let dir = Dir::new();
+    let objects_yaml = "\
+- objectName: prod/keystore
+  objectType: secretsmanager
+  objectAlias: keystore.p12
+  objectEncoding: base64
+  jmesPath:
+    - path: key
+      objectAlias: key.bin
+      objectEncoding: HEX
+    - path: user
+      objectAlias: user
+- objectName: /app/plain
+  objectType: ssmparameter
+  objectEncoding: utf-8
+";
+    let path = class_file(&dir, "enc", "    region: us-east-1\n", objects_yaml);
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    assert_eq!(
+        row(&run.stdout, "keystore.p12")[3..],
+        ["prod/keystore", "(decoded", "from", "base64)"]
+    );
+    assert_eq!(
+        row(&run.stdout, "key.bin")[3..],
+        [
+            "prod/keystore",
+            "jmesPath",
+            "key",
+            "(decoded",
+            "from",
+            "hex)"
+        ]
+    );
+    // The default says nothing.
+    assert_eq!(
+        row(&run.stdout, "user")[3..],
+        ["prod/keystore", "jmesPath", "user"]
+    );
+    assert_eq!(row(&run.stdout, "_app_plain")[3..], ["/app/plain"]);
+
+    let bad = "\
+- objectName: prod/keystore
+  objectType: secretsmanager
+  objectEncoding: base32
+  jmesPath:
+    - path: key
+      objectAlias: key.bin
+      objectEncoding: rot13
+";
+    let run = validate(
+        &class_file(&dir, "bad", "    region: us-east-1\n", bad),
+        &[],
+    );
+    assert!(!run.ok(), "{run}");
+    let problems = listed(&run);
+    assert_eq!(problems.len(), 2, "{run}");
+    assert!(
+        problems[0].contains("prod/keystore")
+            && problems[0].contains("objectEncoding")
+            && problems[0].contains("\"base32\" must be utf-8, base64 or hex"),
+        "{run}"
+    );
+    assert!(
+        problems[1].contains("jmesPath entry #1 objectEncoding")
+            && problems[1].contains("\"rot13\""),
+        "{run}"
+    );
+}
+
+#[test]
+fn paths_are_explained_and_their_forbidden_fields_refused() {
+    let dir = Dir::new();
+    let objects_yaml = "\
+- objectName: prod/web/*
+  objectType: secretsmanager
+  filePermission: \"0400\"
+- objectName: /app/prod/**
+  objectType: ssmparameter
+  objectEncoding: base64
+";
+    let path = class_file(&dir, "paths", "    region: us-east-1\n", objects_yaml);
+    let run = validate(&path, &[]);
+    assert!(run.ok(), "{run}");
+    let one = row(&run.stdout, "*").join(" ");
+    assert_eq!(
+        one,
+        "* 0400 secretsmanager prod/web/* (path: each secret directly under prod/web/, at most 256, in a file named by its name below the prefix, / becoming _)"
+    );
+    let all = row(&run.stdout, "**").join(" ");
+    assert!(
+        all.starts_with(
+            "** 0644 ssmparameter /app/prod/** (path: each parameter at any depth under /app/prod/"
+        ) && all.ends_with("(decoded from base64)"),
+        "{run}"
+    );
+
+    let bad = "\
+- objectName: arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/*
+- objectName: prod/a/*
+  objectType: secretsmanager
+  objectAlias: a
+- objectName: prod/b/**
+  objectType: secretsmanager
+  objectVersion: v1
+- objectName: prod/c/*
+  objectType: secretsmanager
+  objectVersionLabel: AWSPREVIOUS
+- objectName: prod/d/*
+  objectType: secretsmanager
+  jmesPath:
+    - path: x
+      objectAlias: x
+- objectName: app/e/*
+  objectType: ssmparameter
+- objectName: prod/*/f/*
+  objectType: secretsmanager
+";
+    let run = validate(
+        &class_file(&dir, "bad", "    region: us-east-1\n", bad),
+        &[],
+    );
+    assert!(!run.ok(), "{run}");
+    let problems = listed(&run);
+    let expected = [
+        "1792 files (each of the 7 path(s) counts as 256, its most matches), more than the limit of 1024",
+        "(#1): objectName a path cannot be an ARN",
+        "(#2): objectAlias cannot be set on a path",
+        "(#3): objectVersion cannot be set on a path",
+        "(#4): objectVersionLabel cannot be set on a path",
+        "(#5): jmesPath cannot be set on a path",
+        "(#6): objectName an ssmparameter path must start with /",
+        "(#7): objectName * may only end a path",
+    ];
+    assert_eq!(problems.len(), expected.len(), "{run}");
+    for (problem, want) in problems.iter().zip(expected) {
+        assert!(problem.contains(want), "{want:?} not in {problem:?}\n{run}");
+    }
+}

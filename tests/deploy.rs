@@ -683,6 +683,8 @@ const EXAMPLE_CASES: &[&str] = &[
     "Failover",
     "CrossAccount",
     "AssumeRole",
+    "Keystore",
+    "Paths",
 ];
 
 #[test]

@@ -2170,3 +2170,41 @@ async fn a_mount_reports_all_four_problems_and_touches_nothing() {
     );
     h.stop().await;
 }
+
+#[test]
+fn path_objects_are_read_and_count_as_their_most_matches() {
+    let specs = ok(
+        "- objectName: /app/prod/**\n  objectType: ssmparameter\n- objectName: prod/web/*\n  objectType: secretsmanager\n",
+    );
+    let path = specs[0].path.as_ref().expect("a path");
+    assert_eq!((path.prefix.as_str(), path.recursive), ("/app/prod/", true));
+    assert_eq!(path.file_of("/app/prod/a/b"), "a_b");
+    let path = specs[1].path.as_ref().expect("a path");
+    assert_eq!((path.prefix.as_str(), path.recursive), ("prod/web/", false));
+    assert!(
+        ok("- objectName: prod/web\n  objectType: secretsmanager\n")[0]
+            .path
+            .is_none()
+    );
+
+    let paths = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("- objectName: p{i}/*\n  objectType: secretsmanager\n"))
+            .collect()
+    };
+    assert_eq!(ok(&paths(4)).len(), 4);
+    assert_error(
+        &errs(&paths(5)),
+        &[
+            "1280 files (each of the 5 path(s) counts as 256",
+            "limit of 1024",
+        ],
+    );
+    assert_error(
+        &errs(&format!(
+            "{}- objectName: x\n  objectType: secretsmanager\n",
+            paths(4)
+        )),
+        &["1025 files"],
+    );
+}

@@ -30,6 +30,7 @@
 pub mod classify;
 mod limits;
 mod parameter_store;
+mod paths;
 mod secrets_manager;
 mod version_checks;
 
@@ -342,6 +343,7 @@ fn log_result(what: &str, region: &str, object: &str, result: &Result<Fetched, S
             bytes = match fetched {
                 Fetched::Value { contents, .. } => contents.len(),
                 Fetched::Unchanged { .. } => 0,
+                Fetched::Listed(listed) => listed.iter().map(|l| l.contents.len()).sum(),
             },
             "fetched {what}"
         ),

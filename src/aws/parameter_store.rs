@@ -14,6 +14,11 @@
 //! Parameters are always read again on rotation remounts (as ASCP): one
 //! batched call is as cheap as a version check would be.
 //!
+//! A path (`/app/prod/*`, `/app/prod/**`) is listed with GetParametersByPath
+//! on the hierarchy `/app/prod`, with decryption, ten a page (the service's
+//! most), recursive for `/**` only; the answers hold the values, so a path
+//! costs one call per ten matches.
+//!
 //! This store never logs or formats a value, and never puts one in an error.
 
 use std::collections::HashMap;
@@ -24,11 +29,14 @@ use futures::future::{BoxFuture, join_all};
 
 use super::classify::sdk_error;
 use super::limits::Gate;
+use super::paths::{self, Matches};
 use crate::secret::SecretBytes;
-use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
+use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
 /// GetParameters takes at most 10 names per call.
 const BATCH_SIZE: usize = 10;
+/// GetParametersByPath returns at most 10 parameters per page.
+const BY_PATH_PAGE: i32 = 10;
 /// Invalid names listed in one error message; the rest are counted.
 const MAX_LISTED: usize = 20;
 
@@ -44,6 +52,10 @@ pub(crate) struct ParameterStore {
 impl Store for ParameterStore {
     fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<ItemResult>> {
         Box::pin(self.fetch_all(items))
+    }
+
+    fn list(&self, path: PathQuery) -> BoxFuture<'_, Result<Vec<Listed>, StoreError>> {
+        Box::pin(self.list_path(path))
     }
 }
 
@@ -137,6 +149,60 @@ impl ParameterStore {
             }
         }
         super::settle(results)
+    }
+
+    /// Every parameter under `query`'s prefix, with its value.
+    async fn list_path(&self, query: PathQuery) -> Result<Vec<Listed>, StoreError> {
+        // The hierarchy is the prefix without its final `/`, but for the root.
+        let path = match query.prefix.trim_end_matches('/') {
+            "" => "/",
+            p => p,
+        };
+        let mut matches = Matches::new(&query);
+        let mut next_token: Option<String> = None;
+        for _ in 0..paths::MAX_PAGES {
+            let sent = {
+                let _permit = self.gate.enter().await;
+                self.client
+                    .get_parameters_by_path()
+                    .path(path)
+                    .recursive(query.recursive)
+                    .with_decryption(true)
+                    .max_results(BY_PATH_PAGE)
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await
+            };
+            let out = sent.map_err(|e| sdk_error("GetParametersByPath", &e))?;
+            for parameter in out.parameters.unwrap_or_default() {
+                let (Some(name), Some(value)) = (parameter.name, parameter.value) else {
+                    return Err(StoreError::new(
+                        FailureKind::Internal,
+                        None,
+                        "GetParametersByPath: an answer has no Name or no Value",
+                    ));
+                };
+                matches.push(
+                    name,
+                    (SecretBytes::from(value), parameter.version.to_string()),
+                )?;
+            }
+            next_token = out.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                let listed: Vec<Listed> = matches
+                    .into_sorted()
+                    .into_iter()
+                    .map(|(name, (contents, version))| Listed {
+                        name,
+                        contents,
+                        version,
+                    })
+                    .collect();
+                tracing::debug!(path, region = %self.region, matches = listed.len(), "listed parameters");
+                return Ok(listed);
+            }
+        }
+        Err(paths::too_many_pages("GetParametersByPath", &query))
     }
 
     /// One GetParameters call for `batch` (at most 10 requests, no two for

@@ -26,6 +26,14 @@
 //! then recorded as the node's answer for the full ARN it returned, so the
 //! other pods of the node find it.
 //!
+//! A path (`prod/web/*`, `prod/web/**`) is listed with ListSecrets filtered
+//! by name on its prefix, 100 a page; only names under the prefix are kept
+//! (and for `/*` only those without a further `/`), and only secrets with an
+//! AWSCURRENT version (one created without a value has none). Their values
+//! are then read as unpinned objects are: in batches when
+//! BatchGetSecretValue is on, else one GetSecretValue each, never through
+//! the rotation shortcuts.
+//!
 //! This store never logs or formats a value, and never puts one in an error.
 
 use std::collections::HashMap;
@@ -35,18 +43,22 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::primitives::Blob;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use futures::future::{BoxFuture, join_all};
 use tracing::{debug, warn};
 
 use super::BatchDenials;
 use super::classify::{sdk_error, service_error};
 use super::limits::Gate;
+use super::paths::{self, Matches};
 use super::version_checks::{CURRENT_STAGE, CheckFailure, Stages, VersionChecks};
 use crate::secret::SecretBytes;
-use crate::store::{FailureKind, FetchItem, Fetched, Store, StoreError};
+use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
 /// BatchGetSecretValue takes at most 20 secret ids per call.
 const BATCH_SIZE: usize = 20;
+/// ListSecrets returns at most 100 secrets per page.
+const LIST_PAGE: i32 = 100;
 /// Pages followed for one batch call. AWS paginates id lists only when the
 /// answer is too large; 20 secrets of 64 KiB fit in a handful of pages.
 const MAX_PAGES: usize = 20;
@@ -77,6 +89,10 @@ pub(crate) struct SecretsManagerStore {
 impl Store for SecretsManagerStore {
     fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<ItemResult>> {
         Box::pin(self.fetch_all(items))
+    }
+
+    fn list(&self, path: PathQuery) -> BoxFuture<'_, Result<Vec<Listed>, StoreError>> {
+        Box::pin(self.list_path(path))
     }
 }
 
@@ -501,6 +517,89 @@ fn rebatch(
         missed
     } else {
         Vec::new()
+    }
+}
+
+impl SecretsManagerStore {
+    /// Every secret under `query`'s prefix with an AWSCURRENT version, with
+    /// its value; a secret that cannot be read fails the listing, named.
+    async fn list_path(&self, query: PathQuery) -> Result<Vec<Listed>, StoreError> {
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(query.prefix.clone())
+            .build();
+        let mut matches = Matches::new(&query);
+        let mut next_token: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            if pages == paths::MAX_PAGES {
+                return Err(paths::too_many_pages("ListSecrets", &query));
+            }
+            pages += 1;
+            let sent = {
+                let _permit = self.gate.enter().await;
+                self.client
+                    .list_secrets()
+                    .filters(filter.clone())
+                    .max_results(LIST_PAGE)
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await
+            };
+            let out = sent.map_err(|e| sdk_error("ListSecrets", &e))?;
+            for entry in out.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                let has_current = entry.secret_versions_to_stages.is_some_and(|versions| {
+                    versions
+                        .values()
+                        .any(|stages| stages.iter().any(|s| s == CURRENT_STAGE))
+                });
+                if has_current {
+                    matches.push(name, ())?;
+                } else {
+                    debug!(object = %name, region = %self.region, "listed without an AWSCURRENT version; left out");
+                }
+            }
+            next_token = out.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                break;
+            }
+        }
+        let names: Vec<String> = matches.into_sorted().into_iter().map(|(n, ())| n).collect();
+        debug!(prefix = %query.prefix, region = %self.region, matches = names.len(), "listed secrets");
+        let items = names
+            .iter()
+            .map(|name| FetchItem {
+                name: name.clone(),
+                version: None,
+                label: None,
+                current: None,
+                arn: None,
+            })
+            .collect();
+        let results = self.fetch_all(items).await;
+        names
+            .into_iter()
+            .zip(results)
+            .map(|(name, result)| match result {
+                Ok(Fetched::Value {
+                    contents, version, ..
+                }) => Ok(Listed {
+                    name,
+                    contents,
+                    version,
+                }),
+                Ok(_) => Err(StoreError::new(
+                    FailureKind::Internal,
+                    None,
+                    format!("{name}: no value in the answer"),
+                )),
+                Err(e) => Err(StoreError {
+                    message: format!("{name}: {}", e.message),
+                    ..e
+                }),
+            })
+            .collect()
     }
 }
 

@@ -3,7 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::config::ValidateArgs;
-use crate::spc::{Attributes, MountParams};
+use crate::encoding::Encoding;
+use crate::kinds::StoreKind;
+use crate::spc::objects::MAX_PATH_MATCHES;
+use crate::spc::{Attributes, MountParams, PathSpec, PathTranslation};
 use crate::text::Escaped;
 
 /// Validates and returns the report to print, or every problem found, one
@@ -74,11 +77,21 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
         if let Some(f) = &spec.failover {
             source.push_str(&format!(" (failover: {})", f.name));
         }
+        if let Some(path) = &spec.path {
+            source.push_str(&listed(path, spec.kind));
+        }
+        source.push_str(&decoded(spec.encoding));
+        // A path's files are its matches, known once listed.
+        let file = match &spec.path {
+            Some(path) if path.recursive => "**",
+            Some(_) => "*",
+            None => spec.file.as_str(),
+        };
         // Modes as filePermission writes them: four octal digits.
         let _ = writeln!(
             out,
             "{:<40} {:>5}  {:<14} {}",
-            spec.file,
+            file,
             format!("{mode:04o}"),
             spec.kind.as_str(),
             source
@@ -86,14 +99,46 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
         for j in &spec.jmes {
             let _ = writeln!(
                 out,
-                "{:<40} {:>5}  {:<14} {} jmesPath {}",
+                "{:<40} {:>5}  {:<14} {} jmesPath {}{}",
                 j.file,
                 format!("{:04o}", j.mode.unwrap_or(mode)),
                 spec.kind.as_str(),
                 spec.name,
-                Escaped(&j.path)
+                Escaped(&j.path),
+                decoded(j.encoding)
             );
         }
     }
     Ok(out)
+}
+
+/// What a path object mounts, in words.
+fn listed(path: &PathSpec, kind: StoreKind) -> String {
+    let what = match kind {
+        StoreKind::SecretsManager => "secret",
+        StoreKind::ParameterStore => "parameter",
+    };
+    let depth = if path.recursive {
+        "at any depth"
+    } else {
+        "directly"
+    };
+    let names = match path.translation {
+        PathTranslation::Off | PathTranslation::Replace('/') => {
+            "its name below the prefix, in subdirectories".to_owned()
+        }
+        PathTranslation::Replace(c) => format!("its name below the prefix, / becoming {c}"),
+    };
+    format!(
+        " (path: each {what} {depth} under {}, at most {MAX_PATH_MATCHES}, in a file named by {names})",
+        Escaped(&path.prefix)
+    )
+}
+
+/// How a file's bytes come from its value, when not as fetched.
+fn decoded(encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Utf8 => String::new(),
+        e => format!(" (decoded from {})", e.as_str()),
+    }
 }

@@ -13,6 +13,12 @@
 //! rotation remount, the mounted file read back when the store said the
 //! mounted version is still current.
 //!
+//! A path object (`prod/web/*`) is listed in each region alongside the
+//! other calls ([`crate::store::Store::list`]), every time: neither the
+//! driver's versions nor the records apply to it, so matches added or
+//! removed since the last mount show at once. Its answer is the whole
+//! listing, and the failover rule treats it as one object's.
+//!
 //! What is mounted comes from the driver (`current_object_version`, up to
 //! driver v1.5) or from the mount's records ([`Reuse`], driver v1.6). A
 //! record entry is used in a region only while that region acts with the
@@ -26,7 +32,7 @@
 
 use std::collections::HashMap;
 
-use futures::future::{OptionFuture, join};
+use futures::future::{OptionFuture, join, join_all};
 use tracing::warn;
 
 use super::records::{self, ObjectRecord, TargetRecord};
@@ -35,9 +41,10 @@ use crate::error::Error;
 use crate::output::Target;
 use crate::secret::SecretBytes;
 use crate::spc::ObjectSpec;
+use crate::spc::objects::MAX_PATH_MATCHES;
 use crate::store::{
-    FailureKind, FetchItem, Fetched, Identity, OpenStores, PodCredentials, PodIdentity, StoreError,
-    StoreKind, Stores,
+    FailureKind, FetchItem, Fetched, Identity, Listed, OpenStores, PathQuery, PodCredentials,
+    PodIdentity, StoreError, StoreKind, Stores,
 };
 
 /// Largest mounted file read back on a rotation remount. Secrets Manager
@@ -112,6 +119,11 @@ impl Region {
         let mut early: Vec<Option<RegionAnswer>> = Vec::with_capacity(objects.len());
         let mut asked: [Vec<FetchItem>; 2] = [Vec::new(), Vec::new()];
         for (spec, mounted) in objects.iter().zip(&mounted) {
+            // Paths are listed below, every time.
+            if spec.path.is_some() {
+                early.push(None);
+                continue;
+            }
             let item = self.item(spec, current, *mounted);
             match mounted.filter(|m| item.version.as_deref() == Some(m.version.as_str())) {
                 Some(m) => early.push(Some(RegionAnswer::Fetched(Fetched::Unchanged {
@@ -134,13 +146,27 @@ impl Region {
                 }
             }
         };
-        let (secrets, parameters) = join(
-            call(StoreKind::SecretsManager, secret_items),
-            call(StoreKind::ParameterStore, parameter_items),
+        let listings = join_all(objects.iter().filter_map(|spec| {
+            let path = spec.path.as_ref()?;
+            let store = stores.get(spec.kind).clone();
+            let query = PathQuery {
+                prefix: path.prefix.clone(),
+                recursive: path.recursive,
+                limit: MAX_PATH_MATCHES,
+            };
+            Some(async move { store.list(query).await })
+        }));
+        let ((secrets, parameters), listings) = join(
+            join(
+                call(StoreKind::SecretsManager, secret_items),
+                call(StoreKind::ParameterStore, parameter_items),
+            ),
+            listings,
         )
         .await;
         let mut secrets = secrets.into_iter();
         let mut parameters = parameters.into_iter();
+        let mut listings = listings.into_iter();
         objects
             .iter()
             .zip(early)
@@ -149,6 +175,7 @@ impl Region {
                     return answer;
                 }
                 let next = match spec.kind {
+                    _ if spec.path.is_some() => listings.next().map(|l| l.map(Fetched::Listed)),
                     StoreKind::SecretsManager => secrets.next(),
                     StoreKind::ParameterStore => parameters.next(),
                 };
@@ -422,12 +449,14 @@ fn zip_answers(
 
 /// An object's contents and version, ready to become files.
 pub struct Value {
-    /// The contents, fetched or read back.
+    /// The contents, fetched or read back; empty for a path.
     pub contents: SecretBytes,
-    /// The version they are.
+    /// The version they are; empty for a path.
     pub version: String,
     /// The object's full ARN, when the store returned one.
     pub arn: Option<String>,
+    /// A path's matches, each with its value and version.
+    pub listed: Vec<Listed>,
 }
 
 impl Value {
@@ -436,6 +465,14 @@ impl Value {
             contents,
             version,
             arn,
+            listed: Vec::new(),
+        }
+    }
+
+    fn listed(listed: Vec<Listed>) -> Self {
+        Value {
+            listed,
+            ..Value::fetched(SecretBytes::new(Vec::new()), String::new(), None)
         }
     }
 }
@@ -462,6 +499,7 @@ pub async fn values(
                 version,
                 arn,
             } => values.push(Some(Value::fetched(contents, version, arn))),
+            Fetched::Listed(listed) => values.push(Some(Value::listed(listed))),
             Fetched::Unchanged { version } => {
                 let record = mounted.get(i).copied().flatten();
                 let read = target
@@ -499,6 +537,7 @@ pub async fn values(
                     version,
                     arn,
                 } => Some(Value::fetched(contents, version, arn)),
+                Fetched::Listed(listed) => Some(Value::listed(listed)),
                 Fetched::Unchanged { .. } => None,
             };
         }

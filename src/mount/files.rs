@@ -1,14 +1,31 @@
-//! From values to files: each object's file, its jmesPath files, and the
-//! versions the driver records (SPEC §3, §4).
+//! From values to files: each object's file, its jmesPath files, each
+//! match of a path object, and the versions the driver records (SPEC §3,
+//! §4).
+//!
+//! jmesPath entries read the value as fetched; the object's own
+//! `objectEncoding` then decodes its own file, and each entry's decodes the
+//! extracted text. A path object's matches each become a file named by
+//! their path below the prefix (`pathTranslation` applied), decoded by the
+//! object's `objectEncoding`, with their own version. Match names are
+//! checked as object names are (a listed name is the store's, not the
+//! class's), and no two files of a mount may share a name: two matches, or
+//! a match and another object, giving one name fail the mount naming both.
+//! So does a mount of paths only, none of which matched anything (the
+//! driver refuses a mount without a file). The file limit of a mount is
+//! checked before any listing: a path counts as its most matches.
+//! Any failure fails the whole mount before a file is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::fetch::Value;
 use crate::error::Error;
 use crate::jmes;
 use crate::output::OutputFile;
 use crate::proto::ObjectVersion;
-use crate::spc::ObjectSpec;
+use crate::secret::SecretBytes;
+use crate::spc::objects::check_file_name;
+use crate::spc::{ObjectSpec, PathSpec};
+use crate::text::escape_bounded;
 
 /// The files of a mount and the versions to report.
 pub struct Files {
@@ -31,14 +48,33 @@ pub fn build(
         .iter()
         .map(|v| (v.id.clone(), v.version.clone()))
         .collect();
-    for (
-        spec,
-        Value {
-            contents, version, ..
-        },
-    ) in objects.iter().zip(values)
-    {
+    // Who produced each file name, for a path's collisions.
+    let mut origins: HashMap<String, String> = HashMap::new();
+    for (spec, value) in objects.iter().zip(values) {
         let mode = spec.mode_or(default_mode);
+        if let Some(path) = &spec.path {
+            let matches = path_files(spec, path, value, &origins)?;
+            tracing::debug!(object = %spec.name, matches = matches.len(), "listed");
+            for PathFile {
+                file,
+                name,
+                version,
+                contents,
+            } in matches
+            {
+                origins.insert(file.clone(), name);
+                versions.insert(file.clone(), version);
+                files.push(OutputFile {
+                    path: file,
+                    mode,
+                    contents,
+                });
+            }
+            continue;
+        }
+        let Value {
+            contents, version, ..
+        } = value;
         let mut extracted = Vec::with_capacity(spec.jmes.len());
         if let Some(first) = spec.jmes.first() {
             let jmes_error = |path: &str, reason| Error::Jmes {
@@ -53,6 +89,16 @@ pub fn build(
                 let value = document
                     .extract(&j.path)
                     .map_err(|r| jmes_error(&j.path, r))?;
+                let value = j.encoding.decode(value).map_err(|reason| Error::Decode {
+                    object: spec.name.clone(),
+                    field: format!(
+                        "jmesPath {} objectEncoding {}",
+                        j.alias,
+                        j.encoding.as_str()
+                    ),
+                    reason,
+                })?;
+                origins.insert(j.file.clone(), format!("object {}", spec.name));
                 extracted.push(OutputFile {
                     path: j.file.clone(),
                     mode: j.mode.unwrap_or(mode),
@@ -62,6 +108,8 @@ pub fn build(
             }
         }
         tracing::debug!(object = %spec.name, file = %spec.file, version = %version, bytes = contents.len(), "fetched");
+        let contents = decode(spec, contents, &spec.name)?;
+        origins.insert(spec.file.clone(), format!("object {}", spec.name));
         files.push(OutputFile {
             path: spec.file.clone(),
             mode,
@@ -70,6 +118,15 @@ pub fn build(
         files.extend(extracted);
         versions.insert(spec.file.clone(), version);
     }
+    if files.is_empty() {
+        let paths: Vec<String> = objects
+            .iter()
+            .map(|s| escape_bounded(&s.name, 200))
+            .collect();
+        return Err(Error::NothingToMount {
+            paths: paths.join(", "),
+        });
+    }
     Ok(Files {
         files,
         versions: versions
@@ -77,4 +134,128 @@ pub fn build(
             .map(|(id, version)| ObjectVersion { id, version })
             .collect(),
     })
+}
+
+/// Decodes `contents` per the object's `objectEncoding`; `what` names the
+/// value (the object, or a path's match) in the error.
+fn decode(spec: &ObjectSpec, contents: SecretBytes, what: &str) -> Result<SecretBytes, Error> {
+    spec.encoding
+        .decode(contents)
+        .map_err(|reason| Error::Decode {
+            object: what.to_owned(),
+            field: format!("objectEncoding {}", spec.encoding.as_str()),
+            reason,
+        })
+}
+
+/// One match of a path object, ready to be a file.
+struct PathFile {
+    /// The file name.
+    file: String,
+    /// The match's name, escaped for messages.
+    name: String,
+    version: String,
+    /// Decoded per the object's `objectEncoding`.
+    contents: SecretBytes,
+}
+
+/// The files of a path object's matches. `taken` holds the names earlier
+/// objects produced, with what produced them.
+fn path_files(
+    spec: &ObjectSpec,
+    path: &PathSpec,
+    value: Value,
+    taken: &HashMap<String, String>,
+) -> Result<Vec<PathFile>, Error> {
+    let refuse = |reason: String| Error::PathFiles {
+        object: escape_bounded(&spec.name, 200),
+        reason,
+    };
+    let mut own: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(value.listed.len());
+    for listed in value.listed {
+        let file = path.file_of(&listed.name);
+        let name = escape_bounded(&listed.name, 200);
+        if let Err(rule) = check_file_name(&file) {
+            return Err(refuse(format!(
+                "{name} cannot be a file: its name {} {rule}",
+                escape_bounded(&file, 200)
+            )));
+        }
+        if let Some(first) = own.get(&file).or_else(|| taken.get(&file)) {
+            return Err(refuse(format!(
+                "{name} and {first} both give the file name {}",
+                escape_bounded(&file, 200)
+            )));
+        }
+        own.insert(file.clone(), name.clone());
+        let contents = decode(spec, listed.contents, &listed.name)?;
+        out.push(PathFile {
+            file,
+            name,
+            version: listed.version,
+            contents,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spc::PathTranslation;
+    use crate::spc::objects::parse;
+    use crate::store::Listed;
+
+    fn specs(yaml: &str) -> Vec<ObjectSpec> {
+        parse(yaml, &PathTranslation::Replace('_'), false).expect("a valid class")
+    }
+
+    fn listing(names: &[String]) -> Value {
+        Value {
+            contents: SecretBytes::new(Vec::new()),
+            version: String::new(),
+            arn: None,
+            listed: names
+                .iter()
+                .map(|name| Listed {
+                    name: name.clone(),
+                    contents: SecretBytes::from(format!("value of {name}")),
+                    version: format!("v-{name}"),
+                })
+                .collect(),
+        }
+    }
+
+    fn build_paths(yaml: &str, listings: &[Vec<String>]) -> Result<Files, Error> {
+        let specs = specs(yaml);
+        let objects: Vec<&ObjectSpec> = specs.iter().collect();
+        let values = listings.iter().map(|names| listing(names)).collect();
+        build(&objects, values, 0o644, &[])
+    }
+
+    #[test]
+    fn each_match_is_a_file_with_its_own_version() {
+        let files = build_paths(
+            "- objectName: p/**\n  objectType: secretsmanager\n",
+            &[vec!["p/a".into(), "p/n/b".into()]],
+        )
+        .unwrap();
+        let paths: Vec<&str> = files.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a", "n_b"]);
+        assert_eq!(files.files[1].contents.expose(), b"value of p/n/b");
+        assert_eq!(files.versions[1].version, "v-p/n/b");
+    }
+
+    #[test]
+    fn unsafe_match_names_and_empty_mounts_are_refused() {
+        let yaml = "- objectName: p/*\n  objectType: secretsmanager\n";
+        let e = build_paths(yaml, &[vec!["p/..data".into()]])
+            .err()
+            .expect("a reserved name");
+        assert!(e.to_string().contains("p/..data cannot be a file"), "{e}");
+        let e = build_paths(yaml, &[Vec::new()]).err().expect("no file");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(e.to_string().contains("no object lies under p/*"), "{e}");
+    }
 }

@@ -14,8 +14,11 @@
 //!    rotation remount, the mounted file reused when the store says the
 //!    mounted version is current ([`fetch::values`]). What is mounted comes
 //!    from the driver (`current_object_version`, drivers up to v1.5) or from
-//!    this provider's own records of the target ([`records`], driver v1.6);
-//! 7. the files and versions ([`files`]), jmesPath applied;
+//!    this provider's own records of the target ([`records`], driver v1.6).
+//!    An object whose `objectEncoding` decodes its file is always fetched:
+//!    its file is not the value;
+//! 7. the files and versions ([`files`]), jmesPath and `objectEncoding`
+//!    applied;
 //! 8. delivery: the whole set written and swapped in under the target's lock
 //!    (provider writes), or returned to the driver. A set equal to the one
 //!    recorded as mounted (same files, modes and contents, `..data` where
@@ -43,7 +46,7 @@ pub mod order;
 pub mod records;
 pub mod regions;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -261,19 +264,30 @@ impl Mounter {
             self.config.driver_writes_secrets
                 || r.data_dir.is_some() && target.data_dir().ok().flatten() == r.data_dir
         });
+        // Only a file holding the value as fetched can stand for it.
         let reuse = record.as_ref().map(|record| Reuse {
             record,
             objects: objects
                 .iter()
                 .zip(&descriptors)
-                .map(|(spec, descriptor)| record.object(spec, descriptor))
+                .map(|(spec, descriptor)| {
+                    record
+                        .object(spec, descriptor)
+                        .filter(|_| spec.file_holds_value())
+                })
                 .collect(),
         });
 
         // 5. Per region: credentials, stores, answers.
+        let reusable: HashSet<&str> = objects
+            .iter()
+            .filter(|spec| spec.file_holds_value())
+            .map(|spec| spec.file.as_str())
+            .collect();
         let current: Current = request
             .current_object_version
             .iter()
+            .filter(|v| reusable.contains(v.id.as_str()))
             .map(|v| (v.id.as_str(), v.version.as_str()))
             .collect::<HashMap<_, _>>();
         let (mut sources, answers) = Sources::fetch(
@@ -291,10 +305,12 @@ impl Mounter {
         // 6. Per object: the failover rule, then reuse of mounted files.
         let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
         let values = fetch::values(&mut sources, &objects, answers, &target, mounted).await?;
+        // Paths stay out of the records: they are listed at every mount.
         let object_records = objects
             .iter()
             .zip(&values)
             .zip(&descriptors)
+            .filter(|((spec, _), _)| spec.path.is_none())
             .map(|((spec, value), descriptor)| {
                 let entry = ObjectRecord {
                     descriptor: *descriptor,

@@ -12,7 +12,8 @@
 //! | `attributes` JSON | [`MAX_ATTRIBUTES_BYTES`] |
 //! | `objects` YAML | [`objects::MAX_OBJECTS_YAML_BYTES`], nesting depth [`objects::MAX_YAML_DEPTH`], [`objects::MAX_YAML_NODES`] nodes, [`objects::MAX_YAML_ALIASES`] aliases |
 //! | objects per mount | [`objects::MAX_OBJECTS`] |
-//! | files per mount (objects and jmesPath entries) | [`objects::MAX_FILES`] |
+//! | files per mount (objects, jmesPath entries; a path counts as its most matches) | [`objects::MAX_FILES`] |
+//! | matches of one path object | [`objects::MAX_PATH_MATCHES`] |
 //!
 //! Parameters (`spec.parameters`), as ASCP reads them:
 //!
@@ -53,7 +54,7 @@ use crate::secret::Token;
 use crate::store::{AddressPreference, PodIdentity};
 use crate::text::{Escaped, escape_bounded};
 
-pub use objects::{FailoverSpec, JmesSpec, ObjectSpec, PathTranslation};
+pub use objects::{FailoverSpec, JmesSpec, ObjectSpec, PathSpec, PathTranslation};
 
 /// Largest `attributes` accepted. A SecretProviderClass lives in etcd, whose
 /// objects are at most 1.5 MiB, so nothing real comes near this.

@@ -12,6 +12,15 @@
 //! objectName) hold no control character, so they cannot forge log lines.
 //! No Secrets Manager or SSM name can hold one.
 //!
+//! Beyond ASCP, an `objectName` ending in `/*` or `/**` is a path
+//! ([`PathSpec`]): every secret or parameter under the prefix, each in a
+//! file named by its name below it. A path is never an ARN, an ssmparameter
+//! path starts with `/`, `*` appears only in that ending, and a path carries
+//! no objectAlias, jmesPath, objectVersion, objectVersionLabel or
+//! failoverObject; its files are checked once it is listed (in the mount).
+//! `objectEncoding` (object and jmesPath entry) is `utf-8`, `base64` or
+//! `hex`, any case.
+//!
 //! Every rule is checked on every entry and every problem is reported, each
 //! naming its object and field: an entry with one bad field is still checked
 //! field by field, and its names and aliases still enter the duplicate rules.
@@ -25,6 +34,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 
 use super::{Problem, keys};
+use crate::encoding::{self, Encoding};
 use crate::jmes;
 use crate::kinds::StoreKind;
 
@@ -32,7 +42,8 @@ use crate::kinds::StoreKind;
 pub const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
 /// Objects per mount.
 pub const MAX_OBJECTS: usize = 256;
-/// Files per mount: objects plus their jmesPath entries.
+/// Files per mount: objects plus their jmesPath entries, each path object
+/// counting as [`MAX_PATH_MATCHES`] (the most files it may produce).
 pub const MAX_FILES: usize = 1024;
 /// Nesting depth of the YAML document.
 pub const MAX_YAML_DEPTH: usize = 16;
@@ -115,6 +126,49 @@ pub struct ObjectSpec {
     pub failover: Option<FailoverSpec>,
     /// The region named by an ARN objectName.
     pub arn_region: Option<String>,
+    /// `objectEncoding` of the object's own file (of each match's, for a
+    /// path).
+    pub encoding: Encoding,
+    /// Set when `objectName` ends in `/*` or `/**`: the object is every
+    /// secret or parameter under a path, each in a file of its own.
+    pub path: Option<PathSpec>,
+}
+
+/// A path object: `prefix*` (one level) or `prefix**` (any depth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSpec {
+    /// The objectName without its final `*` or `**`; ends in `/`.
+    pub prefix: String,
+    /// `/**`: names at any depth below the prefix.
+    pub recursive: bool,
+    /// The class's `pathTranslation`, applied to each match's name below
+    /// the prefix.
+    pub translation: PathTranslation,
+}
+
+/// Most matches of one path object.
+pub const MAX_PATH_MATCHES: usize = 256;
+
+impl PathSpec {
+    /// The path of an objectName ending in `/*` or `/**`.
+    pub fn of(name: &str, translation: PathTranslation) -> Option<Self> {
+        let (prefix, recursive) = match name.strip_suffix("/**") {
+            Some(p) => (p, true),
+            None => (name.strip_suffix("/*")?, false),
+        };
+        Some(PathSpec {
+            prefix: format!("{prefix}/"),
+            recursive,
+            translation,
+        })
+    }
+
+    /// The file of a match named `name` (which starts with the prefix): its
+    /// path below the prefix, translated.
+    pub fn file_of(&self, name: &str) -> String {
+        self.translation
+            .apply(name.strip_prefix(&self.prefix).unwrap_or(name))
+    }
 }
 
 /// One `jmesPath` entry: a JSON key extracted into a file of its own.
@@ -128,6 +182,8 @@ pub struct JmesSpec {
     pub file: String,
     /// `filePermission`, if set.
     pub mode: Option<u32>,
+    /// `objectEncoding` of the extracted value.
+    pub encoding: Encoding,
 }
 
 /// `failoverObject`: what to ask the failover region for.
@@ -147,6 +203,16 @@ impl ObjectSpec {
     /// The object's file mode: its own `filePermission`, else `default`.
     pub fn mode_or(&self, default: u32) -> u32 {
         self.mode.unwrap_or(default)
+    }
+
+    /// Whether the object's own file holds its value exactly as fetched, so
+    /// that a rotation remount may read the file back instead of fetching
+    /// it. Not when `objectEncoding` decodes it: the file then holds other
+    /// bytes than the value its jmesPath entries and records start from.
+    /// Nor for a path, which has no file of its own and is listed again at
+    /// every mount, so that matches added or removed show.
+    pub fn file_holds_value(&self) -> bool {
+        self.encoding == Encoding::Utf8 && self.path.is_none()
     }
 
     /// What to ask for in the failover region: the failover object's values
@@ -219,6 +285,7 @@ struct RawObject {
     file_permission: Option<Scalar>,
     jmes_path: Option<Vec<Option<RawJmes>>>,
     failover_object: Option<RawFailover>,
+    object_encoding: Option<Scalar>,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +293,7 @@ struct RawJmes {
     path: Option<Scalar>,
     object_alias: Option<Scalar>,
     file_permission: Option<Scalar>,
+    object_encoding: Option<Scalar>,
 }
 
 #[derive(Debug, Default)]
@@ -282,12 +350,14 @@ case_insensitive_fields!(RawObject, "an object descriptor (a mapping with object
     "filePermission" => file_permission,
     "jmesPath" => jmes_path,
     "failoverObject" => failover_object,
+    "objectEncoding" => object_encoding,
 });
 
 case_insensitive_fields!(RawJmes, "a jmesPath entry (a mapping with path and objectAlias)", {
     "path" => path,
     "objectAlias" => object_alias,
     "filePermission" => file_permission,
+    "objectEncoding" => object_encoding,
 });
 
 case_insensitive_fields!(RawFailover, "a failoverObject (a mapping with objectName)", {
@@ -437,10 +507,24 @@ pub(super) fn check(
         }
     }
     check_duplicates(&specs, &mut problems);
-    let files: usize = specs.iter().map(|s| 1 + s.jmes.len()).sum();
+    // A path counts as the most files it may produce, so that the limit
+    // bounds what a mount holds in memory before any listing.
+    let files: usize = specs
+        .iter()
+        .map(|s| match s.path {
+            Some(_) => MAX_PATH_MATCHES,
+            None => 1 + s.jmes.len(),
+        })
+        .sum();
     if files > MAX_FILES {
+        let paths = specs.iter().filter(|s| s.path.is_some()).count();
+        let counted = if paths > 0 {
+            format!(" (each of the {paths} path(s) counts as {MAX_PATH_MATCHES}, its most matches)")
+        } else {
+            String::new()
+        };
         problems.push(Problem::objects(format!(
-            "{files} files, more than the limit of {MAX_FILES} per mount"
+            "{files} files{counted}, more than the limit of {MAX_FILES} per mount"
         )));
     }
     (specs, problems)
@@ -613,6 +697,10 @@ fn validate_object(
         );
     }
 
+    let path = PathSpec::of(&name, *translation);
+    if let Some(path) = &path {
+        check_path_object(&path.prefix, kind, &raw, &mut found);
+    }
     let file = translation.apply(alias.as_deref().unwrap_or(&name));
     match &alias {
         // A control character is reported once, as such.
@@ -624,6 +712,10 @@ fn validate_object(
     let mode = parse_file_permission(raw.file_permission.as_ref()).unwrap_or_else(|rule| {
         found.add("filePermission", rule);
         None
+    });
+    let object_encoding = parse_encoding(raw.object_encoding.as_ref()).unwrap_or_else(|rule| {
+        found.add("objectEncoding", rule);
+        Encoding::default()
     });
 
     let mut jmes = Vec::new();
@@ -660,11 +752,17 @@ fn validate_object(
                 found.add(format!("{at} filePermission"), rule);
                 None
             });
+        let entry_encoding =
+            parse_encoding(entry.object_encoding.as_ref()).unwrap_or_else(|rule| {
+                found.add(format!("{at} objectEncoding"), rule);
+                Encoding::default()
+            });
         jmes.push(JmesSpec {
             alias: entry_alias,
             path,
             file: entry_file,
             mode: entry_mode,
+            encoding: entry_encoding,
         });
     }
 
@@ -737,6 +835,46 @@ fn validate_object(
         jmes,
         failover,
         arn_region,
+        encoding: object_encoding,
+        path,
+    }
+}
+
+/// The rules of a path object (`prefix/*`, `prefix/**`): its files are
+/// named by the matches, and a path lists only the caller's own account.
+fn check_path_object(prefix: &str, kind: StoreKind, raw: &RawObject, found: &mut Findings<'_>) {
+    let refused = "cannot be set on a path (an objectName ending in /* or /**)";
+    if prefix.starts_with("arn:") {
+        found.add(
+            "objectName",
+            "a path cannot be an ARN: it lists the caller's own account by name",
+        );
+    }
+    if kind == StoreKind::ParameterStore && !prefix.starts_with('/') {
+        found.add(
+            "objectName",
+            "an ssmparameter path must start with / (a parameter hierarchy)",
+        );
+    }
+    if prefix[..prefix.len() - 1].contains('*') {
+        found.add("objectName", "* may only end a path, as /* or /**");
+    }
+    for (field, set) in [
+        ("objectAlias", text(&raw.object_alias).is_some()),
+        ("objectVersion", text(&raw.object_version).is_some()),
+        (
+            "objectVersionLabel",
+            text(&raw.object_version_label).is_some(),
+        ),
+        (
+            "jmesPath",
+            raw.jmes_path.as_ref().is_some_and(|j| !j.is_empty()),
+        ),
+        ("failoverObject", raw.failover_object.is_some()),
+    ] {
+        if set {
+            found.add(field, refused);
+        }
     }
 }
 
@@ -906,6 +1044,14 @@ fn parse_file_permission(v: Option<&Scalar>) -> Result<Option<u32>, String> {
     }
 }
 
+/// Reads `objectEncoding`; empty or absent is the default (`utf-8`).
+fn parse_encoding(v: Option<&Scalar>) -> Result<Encoding, String> {
+    let Some(v) = v.map(|s| s.0.as_str()).filter(|s| !s.is_empty()) else {
+        return Ok(Encoding::default());
+    };
+    Encoding::parse(v).ok_or_else(|| format!("\"{}\" must be {}", shorten(v), encoding::NAMES))
+}
+
 /// ASCP's duplicate rules, and one of ours: no two files with one name.
 /// Runs over every draft, invalid ones included.
 fn check_duplicates(specs: &[ObjectSpec], problems: &mut Vec<Problem>) {
@@ -960,7 +1106,8 @@ fn check_duplicates(specs: &[ObjectSpec], problems: &mut Vec<Problem>) {
         }
     }
     let mut files: HashMap<&str, usize> = HashMap::new();
-    for spec in specs {
+    // A path's files are known once it is listed (checked then).
+    for spec in specs.iter().filter(|s| s.path.is_none()) {
         let own_field = if spec.alias.is_some() {
             "objectAlias"
         } else {

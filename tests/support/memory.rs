@@ -22,8 +22,8 @@ use ascp::server::Provider;
 use ascp::error::Error;
 use ascp::secret::SecretBytes;
 use ascp::store::{
-    FailureKind, FetchItem, Fetched, Identity, OpenStores, PodCredentials, PodIdentity, Store,
-    StoreError, Stores,
+    FailureKind, FetchItem, Fetched, Identity, Listed, OpenStores, PathQuery, PodCredentials,
+    PodIdentity, Store, StoreError, Stores,
 };
 
 /// What an in-memory object answers.
@@ -142,6 +142,36 @@ impl Store for MemStore {
                 });
             }
             results
+        })
+    }
+
+    /// Plain values under the prefix, in name order; a failing one fails
+    /// the listing.
+    fn list(&self, path: PathQuery) -> BoxFuture<'_, Result<Vec<Listed>, StoreError>> {
+        Box::pin(async move {
+            let mut objects: Vec<(String, Answer)> = self
+                .objects
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| path.matches(name))
+                .map(|(name, answer)| (name.clone(), answer.clone()))
+                .collect();
+            objects.sort_by(|a, b| a.0.cmp(&b.0));
+            objects
+                .into_iter()
+                .map(|(name, answer)| match answer {
+                    Answer::Value(value, version) | Answer::Gated(value, version, _) => {
+                        Ok(Listed {
+                            name,
+                            contents: SecretBytes::from(value.to_string()),
+                            version: version.into(),
+                        })
+                    }
+                    Answer::Fail(kind, code) => Err(StoreError::new(kind, Some(code), name)),
+                    Answer::Panic => panic!("store exploded"),
+                })
+                .collect()
         })
     }
 }
