@@ -20,6 +20,7 @@
 //! facts (object, AWS error code, the service's message), never the value.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_credential_types::Credentials;
 use futures::future::BoxFuture;
@@ -82,8 +83,45 @@ impl Fetched {
     }
 }
 
+/// Files a mount's path listings may still add in one region, shared by
+/// all of them: a class of many paths holds at most the per-mount file
+/// limit in memory, however many objects each path matches.
+#[derive(Debug)]
+pub struct MatchBudget {
+    left: AtomicUsize,
+    /// The limit the budget was cut from, for the error.
+    limit: usize,
+}
+
+impl MatchBudget {
+    /// `left` of a per-mount `limit` (what the mount's other files leave).
+    pub fn new(left: usize, limit: usize) -> Arc<MatchBudget> {
+        Arc::new(MatchBudget {
+            left: AtomicUsize::new(left),
+            limit,
+        })
+    }
+
+    /// Takes one file; `false` when none is left.
+    pub fn take(&self) -> bool {
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Returns `n` files taken by a listing that failed.
+    pub fn give_back(&self, n: usize) {
+        self.left.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// The per-mount limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 /// A path to list: every object whose name starts with `prefix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PathQuery {
     /// The names' common beginning, ending in `/`.
     pub prefix: String,
@@ -93,6 +131,8 @@ pub struct PathQuery {
     /// Most matches accepted; more is an error, found before any value is
     /// read where the service lists names apart from values.
     pub limit: usize,
+    /// The mount's files left for matches, shared with its other paths.
+    pub budget: Arc<MatchBudget>,
 }
 
 impl PathQuery {

@@ -591,6 +591,34 @@ async fn parameter_paths_are_bounded_too() {
         .mount_err(&dir, objects, Code::InvalidArgument, &needles)
         .await;
     assert!(names(&dir).is_empty());
+
+    // Matches share what the other files leave of the mount's 1024: one
+    // secret with `entries` jmesPath files (1 + entries files), then a path
+    // of 5 parameters.
+    many_parameters(&world, "/few/p", 5).await;
+    let keys: serde_json::Map<String, serde_json::Value> = (0..1019)
+        .map(|i| (format!("k{i}"), serde_json::Value::from(i)))
+        .collect();
+    let doc = serde_json::Value::Object(keys).to_string();
+    create_secret_string(&world.sm().await, "wide", &doc).await;
+    let class = |entries: usize| {
+        let mut yaml =
+            String::from("- objectName: wide\n  objectType: secretsmanager\n  jmesPath:\n");
+        for i in 0..entries {
+            yaml.push_str(&format!("    - path: k{i}\n      objectAlias: k{i}\n"));
+        }
+        yaml + "- objectName: /few/*\n  objectType: ssmparameter\n"
+    };
+    let dir = world.target("budget-full");
+    world.mount_ok(&dir, &class(1018)).await;
+    assert_eq!(names(&dir).len(), 1024);
+    assert_eq!(read_text(&dir, "p004"), "value-4");
+    let dir = world.target("budget-over");
+    let needles = ["more than 1024 files in the mount", "/few/"];
+    world
+        .mount_err(&dir, &class(1019), Code::InvalidArgument, &needles)
+        .await;
+    assert!(names(&dir).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

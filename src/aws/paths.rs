@@ -3,7 +3,8 @@
 //! prefix (a service's filter may match more: ListSecrets' name filter is a
 //! prefix match without regard to case, and a sibling such as
 //! `prod/webhooks` shares the text `prod/web`), refuse more matches than
-//! the limit as soon as they are seen, and bound the pages followed.
+//! the path's limit, or than the mount's files left (a budget shared by its
+//! paths), as soon as they are seen, and bound the pages followed.
 
 use crate::store::{FailureKind, PathQuery, StoreError};
 
@@ -12,10 +13,17 @@ use crate::store::{FailureKind, PathQuery, StoreError};
 /// pages hold up to 100 names, most of them possibly outside the prefix.
 pub(crate) const MAX_PAGES: usize = 1000;
 
-/// The matches of one listing, in the order found.
+/// The matches of one listing, in the order found. Each holds a file of
+/// the mount's budget, given back if the listing is dropped unfinished.
 pub(crate) struct Matches<'a, T> {
     query: &'a PathQuery,
     found: Vec<(String, T)>,
+}
+
+impl<T> Drop for Matches<'_, T> {
+    fn drop(&mut self) {
+        self.query.budget.give_back(self.found.len());
+    }
 }
 
 impl<'a, T> Matches<'a, T> {
@@ -48,14 +56,26 @@ impl<'a, T> Matches<'a, T> {
                 ),
             ));
         }
+        if !self.query.budget.take() {
+            return Err(StoreError::new(
+                FailureKind::InvalidArgument,
+                None,
+                format!(
+                    "more than {} files in the mount with the objects under {} and its other paths",
+                    self.query.budget.limit(),
+                    crate::text::escape_bounded(&self.query.prefix, 200)
+                ),
+            ));
+        }
         self.found.push((name, value));
         Ok(())
     }
 
-    /// The matches, in name order.
+    /// The matches, in name order; their files stay taken from the budget.
     pub(crate) fn into_sorted(mut self) -> Vec<(String, T)> {
-        self.found.sort_by(|a, b| a.0.cmp(&b.0));
-        self.found
+        let mut found = std::mem::take(&mut self.found);
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
     }
 }
 
@@ -74,12 +94,14 @@ pub(crate) fn too_many_pages(operation: &str, query: &PathQuery) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MatchBudget;
 
     fn query(recursive: bool, limit: usize) -> PathQuery {
         PathQuery {
             prefix: "prod/web/".into(),
             recursive,
             limit,
+            budget: MatchBudget::new(limit, limit),
         }
     }
 
@@ -120,5 +142,37 @@ mod tests {
             e.message.contains("more than 2 objects under prod/web/"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn paths_share_the_mounts_files_and_a_failed_listing_gives_its_back() {
+        let budget = MatchBudget::new(3, 1024);
+        let a = PathQuery {
+            budget: budget.clone(),
+            ..query(false, 10)
+        };
+        let b = PathQuery {
+            prefix: "prod/api/".into(),
+            ..a.clone()
+        };
+        let mut first = Matches::new(&a);
+        first.push("prod/web/a".into(), ()).unwrap();
+        first.push("prod/web/b".into(), ()).unwrap();
+        let kept = first.into_sorted();
+        assert_eq!(kept.len(), 2);
+
+        let mut second = Matches::new(&b);
+        second.push("prod/api/a".into(), ()).unwrap();
+        let e = second.push("prod/api/b".into(), ()).unwrap_err();
+        assert!(
+            e.message
+                .contains("more than 1024 files in the mount with the objects under prod/api/"),
+            "{e}"
+        );
+        // The failed listing is dropped: its one file comes back.
+        drop(second);
+        let mut third = Matches::new(&b);
+        third.push("prod/api/a".into(), ()).unwrap();
+        assert!(third.push("prod/api/b".into(), ()).is_err());
     }
 }

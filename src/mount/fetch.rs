@@ -41,10 +41,10 @@ use crate::error::Error;
 use crate::output::Target;
 use crate::secret::SecretBytes;
 use crate::spc::ObjectSpec;
-use crate::spc::objects::MAX_PATH_MATCHES;
+use crate::spc::objects::{MAX_FILES, MAX_PATH_MATCHES};
 use crate::store::{
-    FailureKind, FetchItem, Fetched, Identity, Listed, OpenStores, PathQuery, PodCredentials,
-    PodIdentity, StoreError, StoreKind, Stores,
+    FailureKind, FetchItem, Fetched, Identity, Listed, MatchBudget, OpenStores, PathQuery,
+    PodCredentials, PodIdentity, StoreError, StoreKind, Stores,
 };
 
 /// Largest mounted file read back on a rotation remount. Secrets Manager
@@ -146,6 +146,14 @@ impl Region {
                 }
             }
         };
+        // The paths share what the other objects leave of the file limit,
+        // so this region holds at most that many matches.
+        let others: usize = objects
+            .iter()
+            .filter(|s| s.path.is_none())
+            .map(|s| 1 + s.jmes.len())
+            .sum();
+        let budget = MatchBudget::new(MAX_FILES.saturating_sub(others), MAX_FILES);
         let listings = join_all(objects.iter().filter_map(|spec| {
             let path = spec.path.as_ref()?;
             let store = stores.get(spec.kind).clone();
@@ -153,6 +161,7 @@ impl Region {
                 prefix: path.prefix.clone(),
                 recursive: path.recursive,
                 limit: MAX_PATH_MATCHES,
+                budget: budget.clone(),
             };
             Some(async move { store.list(query).await })
         }));

@@ -11,8 +11,10 @@
 //! class's), and no two files of a mount may share a name: two matches, or
 //! a match and another object, giving one name fail the mount naming both.
 //! So does a mount of paths only, none of which matched anything (the
-//! driver refuses a mount without a file). The file limit of a mount is
-//! checked before any listing: a path counts as its most matches.
+//! driver refuses a mount without a file). The matches of a mount's paths
+//! share what its other files leave of the per-mount file limit: listings
+//! stop there, and a mount whose answers came from two regions is checked
+//! again here.
 //! Any failure fails the whole mount before a file is written.
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +25,7 @@ use crate::jmes;
 use crate::output::OutputFile;
 use crate::proto::ObjectVersion;
 use crate::secret::SecretBytes;
-use crate::spc::objects::check_file_name;
+use crate::spc::objects::{MAX_FILES, check_file_name};
 use crate::spc::{ObjectSpec, PathSpec};
 use crate::text::escape_bounded;
 
@@ -117,6 +119,17 @@ pub fn build(
         });
         files.extend(extracted);
         versions.insert(spec.file.clone(), version);
+    }
+    if files.len() > MAX_FILES
+        && let Some(path) = objects.iter().find(|s| s.path.is_some())
+    {
+        return Err(Error::PathFiles {
+            object: escape_bounded(&path.name, 200),
+            reason: format!(
+                "the mount's paths bring it to {} files, more than the limit of {MAX_FILES}",
+                files.len()
+            ),
+        });
     }
     if files.is_empty() {
         let paths: Vec<String> = objects

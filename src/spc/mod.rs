@@ -12,7 +12,7 @@
 //! | `attributes` JSON | [`MAX_ATTRIBUTES_BYTES`] |
 //! | `objects` YAML | [`objects::MAX_OBJECTS_YAML_BYTES`], nesting depth [`objects::MAX_YAML_DEPTH`], [`objects::MAX_YAML_NODES`] nodes, [`objects::MAX_YAML_ALIASES`] aliases |
 //! | objects per mount | [`objects::MAX_OBJECTS`] |
-//! | files per mount (objects, jmesPath entries; a path counts as its most matches) | [`objects::MAX_FILES`] |
+//! | files per mount (objects, jmesPath entries, matches of paths as listed) | [`objects::MAX_FILES`] |
 //! | matches of one path object | [`objects::MAX_PATH_MATCHES`] |
 //!
 //! Parameters (`spec.parameters`), as ASCP reads them:

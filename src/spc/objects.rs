@@ -42,8 +42,8 @@ use crate::kinds::StoreKind;
 pub const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
 /// Objects per mount.
 pub const MAX_OBJECTS: usize = 256;
-/// Files per mount: objects plus their jmesPath entries, each path object
-/// counting as [`MAX_PATH_MATCHES`] (the most files it may produce).
+/// Files per mount: objects, their jmesPath entries and the matches of its
+/// path objects (counted as they are listed).
 pub const MAX_FILES: usize = 1024;
 /// Nesting depth of the YAML document.
 pub const MAX_YAML_DEPTH: usize = 16;
@@ -507,24 +507,16 @@ pub(super) fn check(
         }
     }
     check_duplicates(&specs, &mut problems);
-    // A path counts as the most files it may produce, so that the limit
-    // bounds what a mount holds in memory before any listing.
+    // A path's matches are counted as they are listed, against what the
+    // other objects leave (see `crate::store::MatchBudget`).
     let files: usize = specs
         .iter()
-        .map(|s| match s.path {
-            Some(_) => MAX_PATH_MATCHES,
-            None => 1 + s.jmes.len(),
-        })
+        .filter(|s| s.path.is_none())
+        .map(|s| 1 + s.jmes.len())
         .sum();
     if files > MAX_FILES {
-        let paths = specs.iter().filter(|s| s.path.is_some()).count();
-        let counted = if paths > 0 {
-            format!(" (each of the {paths} path(s) counts as {MAX_PATH_MATCHES}, its most matches)")
-        } else {
-            String::new()
-        };
         problems.push(Problem::objects(format!(
-            "{files} files{counted}, more than the limit of {MAX_FILES} per mount"
+            "{files} files, more than the limit of {MAX_FILES} per mount"
         )));
     }
     (specs, problems)
