@@ -66,6 +66,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+mod plain;
+
 use loona_hpack::decoder::DecoderError;
 use loona_hpack::encoder::encode_integer_into;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -412,8 +414,11 @@ impl Rewriter {
         let stream = block.stream;
         let mut encoded = Vec::with_capacity(block.fragment.len() + 64);
         let mut list_bytes = 0usize;
+        let mut fragment = Vec::with_capacity(block.fragment.len() * 2);
+        plain::plain(&block.fragment, &mut fragment)
+            .map_err(|source| RewriteError::Hpack { stream, source })?;
         self.decoder
-            .decode_with_cb(&block.fragment, |name: Cow<[u8]>, value: Cow<[u8]>| {
+            .decode_with_cb(&fragment, |name: Cow<[u8]>, value: Cow<[u8]>| {
                 list_bytes = list_bytes.saturating_add(name.len() + value.len() + 32);
                 // Past the bound, the rest is only decoded (to keep the table
                 // in step), never copied.
