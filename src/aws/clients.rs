@@ -1,8 +1,8 @@
 //! SDK clients built once and reused, and the HTTP client they all share.
 //!
 //! Building an SDK client sets up its runtime plugins and config layers;
-//! building one per mount cost more CPU than the mount's own calls
-//! (benchmarks/README.md). So:
+//! building two per mount cost about as many instructions as the mount's five
+//! calls (benchmarks/README.md). So:
 //! - [`shared_https_client`] is one hyper/rustls client for the process
 //!   whose TLS configuration is built once, on the first call, and never
 //!   again: the SDK asks every new client to re-validate its HTTP client,

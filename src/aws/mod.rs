@@ -50,7 +50,7 @@ use futures::future::BoxFuture;
 
 use crate::store::{FetchItem, Fetched, OpenStores, PodCredentials, Store, StoreError, Stores};
 
-pub(crate) use clients::shared_https_client;
+use clients::shared_https_client;
 use clients::{ByCredentials, StoreClients};
 pub use limits::FetchOptions;
 use limits::{Gate, Limits};
