@@ -17,7 +17,6 @@ use ascp::aws::{FetchOptions, StoreFactory};
 use ascp::store::{FetchItem, Fetched, Stores};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
@@ -77,7 +76,7 @@ async fn main() {
 fn stores(base: &aws_config::SdkConfig, options: FetchOptions) -> Stores {
     StoreFactory::new(base, options).stores(
         REGION,
-        SharedCredentialsProvider::new(Credentials::new("AKIDBENCH", "bench", None, None, "bench")),
+        &Credentials::new("AKIDBENCH", "bench", None, None, "bench"),
         "bench",
     )
 }

@@ -282,8 +282,11 @@ impl Bench {
         let mut times = Vec::new();
         let mut failures = 0;
         for run in 0..self.args.wide_runs {
-            let (elapsed, result) =
-                timed_mount(provider.client(), self.request(0, n, &warm_token(0), run)).await;
+            let (elapsed, result) = timed_mount(
+                provider.client(),
+                self.request(0, n, &warm_token(0), &format!("run-{run}")),
+            )
+            .await;
             match result {
                 Ok(()) => times.push(elapsed),
                 Err(e) => {
@@ -312,7 +315,7 @@ impl Bench {
     /// measured mounts find credentials (and the ServiceAccount) cached.
     async fn warm_up(&self, provider: &Provider, secrets: usize) {
         let requests = (0..SERVICE_ACCOUNTS)
-            .map(|i| self.request(i, secrets, &warm_token(i), 0))
+            .map(|i| self.request(i, secrets, &warm_token(i), "warm-up"))
             .collect();
         let (_, failures) = burst(provider.client(), requests).await;
         if let Some(e) = failures.first() {
@@ -339,7 +342,10 @@ impl Bench {
         let measured = self
             .measure(&provider, self.args.runs, |run| {
                 (0..k)
-                    .map(|i| self.request(i, self.args.secrets, &token(run, i), run))
+                    .map(|i| {
+                        let dir = format!("run-{run}");
+                        self.request(i, self.args.secrets, &token(run, i), &dir)
+                    })
                     .collect()
             })
             .await;
@@ -415,7 +421,7 @@ impl Bench {
     }
 
     /// The Mount the driver sends for pod `i` (service account `i % 10`).
-    fn request(&self, i: usize, secrets: usize, token: &str, run: usize) -> MountRequest {
+    fn request(&self, i: usize, secrets: usize, token: &str, dir: &str) -> MountRequest {
         let sa = format!("sa-{}", i % SERVICE_ACCOUNTS);
         let objects: String = (0..secrets)
             .map(|s| {
@@ -453,11 +459,10 @@ impl Bench {
         ]
         .into_iter()
         .collect();
-        // Each run mounts into fresh directories, as new pods do.
-        let target = self
-            .targets
-            .join(format!("run-{run}"))
-            .join(format!("pod-{i}"));
+        // Each run (and the warm-up) mounts into fresh directories, as new
+        // pods do: a directory mounted before would make the mount a
+        // rotation remount with records (shared version checks).
+        let target = self.targets.join(dir).join(format!("pod-{i}"));
         std::fs::create_dir_all(&target).expect("create a target directory");
         MountRequest {
             attributes: serde_json::to_string(&attributes).expect("attributes as JSON"),

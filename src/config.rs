@@ -109,7 +109,7 @@ pub struct ServeArgs {
     pub shutdown_grace: Duration,
 
     /// AWS calls in flight at once for one mount in one region (both stores).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent_fetches_per_mount: u32,
 
     /// AWS calls in flight at once in the whole process.

@@ -16,7 +16,6 @@ use aws_config::AppName;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::types::ParameterType;
 use support::{FaultProxy, MotoServer, Rule, TEST_ACCESS_KEY_ID, TEST_ACCOUNT};
 
@@ -90,11 +89,7 @@ impl World {
     }
 
     fn stores_as(&self, credentials: Credentials, principal: &str) -> Stores {
-        self.factory.stores(
-            REGION,
-            SharedCredentialsProvider::new(credentials),
-            principal,
-        )
+        self.factory.stores(REGION, &credentials, principal)
     }
 }
 
@@ -924,42 +919,26 @@ async fn twenty_secrets_are_fetched_at_once() {
 
 // ---------------------------------------------------------------- credentials
 
-/// Static credentials that count how often they are asked for.
-#[derive(Debug, Default)]
-struct CountingCredentials(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl aws_credential_types::provider::ProvideCredentials for CountingCredentials {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
-            support::test_credentials(),
-        ))
-    }
-}
-
 #[tokio::test]
-async fn both_stores_of_a_mount_share_one_resolved_identity() {
+async fn mounts_with_the_same_credentials_share_clients_and_both_stores_answer() {
     let w = World::new(options(false)).await;
     support::create_secret_string(&w.sm, "t20/db", "v").await;
     support::put_parameter(&w.ssm, "/t20/p", "v", ParameterType::String).await;
-    let counting = CountingCredentials::default();
-    let count = counting.0.clone();
-    let provider = SharedCredentialsProvider::new(counting);
-    let stores = w.factory.stores(REGION, provider, PRINCIPAL);
-    let (s, p) = futures::join!(
-        fetch_secrets(&stores, vec![item("t20/db"), item("t20/db")]),
-        fetch_parameters(&stores, vec![item("/t20/p")]),
+    // Two mounts of pods with the same cached credentials: the second
+    // reuses the first's SDK clients (src/aws/clients.rs), the Parameter
+    // Store's built on its first use.
+    let first = w.stores();
+    let second = w.stores();
+    let (s, p, again) = futures::join!(
+        fetch_secrets(&first, vec![item("t20/db"), item("t20/db")]),
+        fetch_parameters(&second, vec![item("/t20/p")]),
+        fetch_secrets(&second, vec![item("t20/db")]),
     );
     assert_eq!(text(&s[0]).0, "v");
     assert_eq!(text(&p[0]).0, "v");
-    let again = fetch_secrets(&stores, vec![item("t20/db")]).await;
     assert_eq!(text(&again[0]).0, "v");
-    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(w.proxy.calls("GetSecretValue"), 3);
+    assert_eq!(w.proxy.calls("GetParameters"), 1);
 }
 
 // ---------------------------------------------------------------- shared version checks

@@ -27,11 +27,15 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// Default per-mount limit: a mount of 20 objects costs one round trip.
-    pub const DEFAULT_PER_MOUNT: usize = 20;
+    /// Default per-mount limit: a mount of up to 50 objects costs one round
+    /// trip, up to 100 two. It bounds what one hostile SecretProviderClass
+    /// can take of the process-wide limit, not the node's load.
+    pub const DEFAULT_PER_MOUNT: usize = 50;
     /// Default process-wide limit: far below Secrets Manager's and SSM's
     /// request quotas, and a bound on sockets and memory under a burst of
-    /// mounts (a node restart with many pods).
+    /// mounts (a node restart with many pods). On 2 cores a burst is bound
+    /// by CPU before this: raising it to 500 made a 500-mount burst slower
+    /// and fatter (benchmarks/README.md).
     pub const DEFAULT_GLOBAL: usize = 200;
     /// Default check window: below the driver's default 2-minute
     /// `--rotation-poll-interval`, so each poll sees a fresh answer.

@@ -24,10 +24,12 @@
 //!   here.
 //!
 //! One HTTP client (and so one connection pool) serves every SDK client the
-//! factory builds; SDK clients are cheap and are built per mount, because each
-//! mount brings its own pod's credentials.
+//! process builds. SDK clients are kept per (region, credentials)
+//! ([`clients`]): a mount whose pod's credentials are cached builds none; the
+//! per-mount part of a store is its gate and principal.
 
 pub mod classify;
+pub(crate) mod clients;
 mod limits;
 mod parameter_store;
 mod paths;
@@ -44,12 +46,15 @@ use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use futures::future::BoxFuture;
 
-use crate::store::{Fetched, OpenStores, PodCredentials, StoreError, Stores};
+use crate::store::{FetchItem, Fetched, OpenStores, PodCredentials, Store, StoreError, Stores};
 
+use clients::shared_https_client;
+use clients::{ByCredentials, StoreClients};
 pub use limits::FetchOptions;
-use limits::Limits;
+use limits::{Gate, Limits};
 use parameter_store::ParameterStore;
 use secrets_manager::{Batching, SecretsManagerStore};
 use version_checks::VersionChecks;
@@ -152,6 +157,8 @@ pub struct StoreFactory {
     denials: Arc<BatchDenials>,
     /// The node's shared version checks of mounted secrets.
     checks: Arc<VersionChecks>,
+    /// SDK clients per (region, credentials).
+    clients: Arc<ByCredentials>,
 }
 
 impl StoreFactory {
@@ -183,6 +190,7 @@ impl StoreFactory {
             batch: options.batch_get_secret_value,
             denials: Arc::new(BatchDenials::new(BATCH_DENIED_FOR)),
             checks: Arc::new(VersionChecks::new(options.rotation_check_window)),
+            clients: Arc::new(ByCredentials::new()),
         }
     }
 
@@ -196,49 +204,47 @@ impl StoreFactory {
     /// The Secrets Manager and Parameter Store stores acting in `region` with
     /// `credentials`. `principal` names the identity behind the credentials
     /// (the role ARN, say): a BatchGetSecretValue denial is remembered for it.
-    pub fn stores(
-        &self,
-        region: &str,
-        credentials: SharedCredentialsProvider,
-        principal: &str,
-    ) -> Stores {
-        let region = Region::new(region.to_owned());
-        // `set_credentials_provider` keeps the provider's identity-cache
-        // partition (`credentials_provider` would wrap it in a new one), so
-        // both clients share one cached identity through the base's cache.
-        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&self.base);
-        secrets.set_credentials_provider(Some(credentials.clone()));
-        let secrets = secrets
-            .region(region.clone())
-            .interceptor(crate::metrics::AwsCallMetrics)
-            .build();
-        let mut ssm = aws_sdk_ssm::config::Builder::from(&self.base);
-        ssm.set_credentials_provider(Some(credentials.clone()));
-        let ssm = ssm
-            .region(region.clone())
-            .interceptor(crate::metrics::AwsCallMetrics)
-            .build();
+    ///
+    /// The SDK clients come from the factory's cache per (region,
+    /// credentials); the SSM client is built only when the Parameter Store
+    /// is first asked for something. The gate is the mount's own.
+    pub fn stores(&self, region: &str, credentials: &Credentials, principal: &str) -> Stores {
+        let clients = self.clients.get(region, credentials, |provider| {
+            // `set_credentials_provider` keeps the provider's identity-cache
+            // partition (`credentials_provider` would wrap it in a new one),
+            // so both clients share one cached identity through the base's
+            // cache.
+            let mut config = aws_sdk_secretsmanager::config::Builder::from(&self.base);
+            config.set_credentials_provider(Some(provider.clone()));
+            aws_sdk_secretsmanager::Client::from_conf(
+                config
+                    .region(Region::new(region.to_owned()))
+                    .interceptor(crate::metrics::AwsCallMetrics)
+                    .build(),
+            )
+        });
         // One gate for both stores: the per-mount limit counts every call
         // of this mount in this region, whichever store makes it.
         let gate = Arc::new(self.limits.for_mount());
         let batching = self.batch.then(|| Batching {
             denials: self.denials.clone(),
             principal: principal.to_owned(),
-            credentials,
+            credentials: clients.provider.clone(),
         });
         Stores {
             secrets_manager: Arc::new(SecretsManagerStore::new(
-                aws_sdk_secretsmanager::Client::from_conf(secrets),
-                region.to_string(),
+                clients.secrets_manager.clone(),
+                region.to_owned(),
                 gate.clone(),
                 batching,
                 (self.checks.clone(), principal.to_owned()),
             )),
-            parameter_store: Arc::new(ParameterStore::new(
-                aws_sdk_ssm::Client::from_conf(ssm),
-                region.to_string(),
+            parameter_store: Arc::new(OnDemandParameterStore {
+                base: self.base.clone(),
+                clients,
+                region: region.to_owned(),
                 gate,
-            )),
+            }),
         }
     }
 
@@ -251,21 +257,37 @@ impl StoreFactory {
 
 impl OpenStores for StoreFactory {
     fn open(&self, region: &str, credentials: &PodCredentials) -> Stores {
-        self.stores(
-            region,
-            SharedCredentialsProvider::new(credentials.credentials.clone()),
-            &credentials.principal,
-        )
+        self.stores(region, &credentials.credentials, &credentials.principal)
     }
 }
 
-/// The HTTPS client every store shares: hyper 1 with rustls, the SDK's own
-/// default stack, built once so its connection pool is reused.
-fn shared_https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .build_https()
+/// The Parameter Store of one mount in one region, whose SSM client is
+/// taken (or built) only when the mount has parameters.
+struct OnDemandParameterStore {
+    base: SdkConfig,
+    clients: Arc<StoreClients>,
+    region: String,
+    gate: Arc<Gate>,
+}
+
+impl Store for OnDemandParameterStore {
+    fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<Result<Fetched, StoreError>>> {
+        Box::pin(async move {
+            let client = self.clients.ssm(|provider| {
+                let mut config = aws_sdk_ssm::config::Builder::from(&self.base);
+                config.set_credentials_provider(Some(provider.clone()));
+                aws_sdk_ssm::Client::from_conf(
+                    config
+                        .region(Region::new(self.region.clone()))
+                        .interceptor(crate::metrics::AwsCallMetrics)
+                        .build(),
+                )
+            });
+            ParameterStore::new(client, self.region.clone(), self.gate.clone())
+                .fetch(items)
+                .await
+        })
+    }
 }
 
 /// Principals whose BatchGetSecretValue calls were denied, and until when to

@@ -14,11 +14,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
 use crate::aws::classify;
+use crate::aws::clients::ByRegion;
 use crate::error::Error;
 use crate::secret::Token;
 use crate::store::FailureKind;
@@ -28,6 +29,8 @@ use crate::store::FailureKind;
 pub struct EksAuth {
     base: Arc<SdkConfig>,
     cluster: String,
+    /// One client per region, built once.
+    clients: Arc<ByRegion<aws_sdk_eksauth::Client>>,
 }
 
 /// Credentials and the role they act as.
@@ -44,6 +47,7 @@ impl EksAuth {
         Self {
             base: Arc::new(base.clone()),
             cluster: cluster.to_owned(),
+            clients: Arc::new(ByRegion::new()),
         }
     }
 
@@ -71,11 +75,14 @@ impl EksAuth {
                 "EKS Pod Identity: EKS Auth AssumeRoleForPodIdentity for {who} in cluster {cluster} ({region}) failed"
             )
         };
-        let config = aws_sdk_eksauth::config::Builder::from(&*self.base)
-            .region(Region::new(region.to_owned()))
-            .interceptor(crate::metrics::AwsCallMetrics)
-            .build();
-        let out = aws_sdk_eksauth::Client::from_conf(config)
+        let client = self.clients.get(region, |region| {
+            let config = aws_sdk_eksauth::config::Builder::from(&*self.base)
+                .region(region)
+                .interceptor(crate::metrics::AwsCallMetrics)
+                .build();
+            aws_sdk_eksauth::Client::from_conf(config)
+        });
+        let out = client
             .assume_role_for_pod_identity()
             .cluster_name(cluster)
             .token(token.expose())

@@ -10,6 +10,7 @@
 //! This module must never log or format a token or credentials: errors carry
 //! the role, the service account and STS's error code and message only.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_config::{Region, SdkConfig};
@@ -19,6 +20,7 @@ use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::aws::classify;
+use crate::aws::clients::ByRegion;
 use crate::error::Error;
 use crate::secret::Token;
 use crate::store::{FailureKind, PodIdentity};
@@ -30,26 +32,40 @@ const MAX_SESSION_NAME: usize = 64;
 #[derive(Clone, Debug)]
 pub struct Sts {
     base: SdkConfig,
+    /// Clients without credentials of their own (AssumeRoleWithWebIdentity
+    /// is not signed), one per region, built once.
+    unsigned: Arc<ByRegion<aws_sdk_sts::Client>>,
 }
 
 impl Sts {
     /// STS clients built from `base`.
     pub fn new(base: &SdkConfig) -> Self {
-        Self { base: base.clone() }
+        Self {
+            base: base.clone(),
+            unsigned: Arc::new(ByRegion::new()),
+        }
     }
 
+    /// The client for `region`: a kept one without `credentials`, a new one
+    /// with them (role chaining, whose credentials differ per pod).
     fn client(
         &self,
         region: &str,
         credentials: Option<SharedCredentialsProvider>,
     ) -> aws_sdk_sts::Client {
-        let mut builder = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(region.to_owned()))
-            .interceptor(crate::metrics::AwsCallMetrics);
-        if let Some(credentials) = credentials {
-            builder = builder.credentials_provider(credentials);
+        let build = |region: Region, credentials: Option<SharedCredentialsProvider>| {
+            let mut builder = aws_sdk_sts::config::Builder::from(&self.base)
+                .region(region)
+                .interceptor(crate::metrics::AwsCallMetrics);
+            if let Some(credentials) = credentials {
+                builder = builder.credentials_provider(credentials);
+            }
+            aws_sdk_sts::Client::from_conf(builder.build())
+        };
+        match credentials {
+            None => self.unsigned.get(region, |region| build(region, None)),
+            Some(credentials) => build(Region::new(region.to_owned()), Some(credentials)),
         }
-        aws_sdk_sts::Client::from_conf(builder.build())
     }
 
     /// IRSA: exchanges the pod's web identity `token` for credentials of
