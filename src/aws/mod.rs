@@ -49,7 +49,9 @@ use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use futures::future::BoxFuture;
 
-use crate::store::{FetchItem, Fetched, OpenStores, PodCredentials, Store, StoreError, Stores};
+use crate::store::{
+    FetchItem, Fetched, Listed, OpenStores, PathQuery, PodCredentials, Store, StoreError, Stores,
+};
 
 use clients::shared_https_client;
 use clients::{ByCredentials, StoreClients};
@@ -270,23 +272,30 @@ struct OnDemandParameterStore {
     gate: Arc<Gate>,
 }
 
+impl OnDemandParameterStore {
+    /// The store over the mount's SSM client, built on first use.
+    fn store(&self) -> ParameterStore {
+        let client = self.clients.ssm(|provider| {
+            let mut config = aws_sdk_ssm::config::Builder::from(&self.base);
+            config.set_credentials_provider(Some(provider.clone()));
+            aws_sdk_ssm::Client::from_conf(
+                config
+                    .region(Region::new(self.region.clone()))
+                    .interceptor(crate::metrics::AwsCallMetrics)
+                    .build(),
+            )
+        });
+        ParameterStore::new(client, self.region.clone(), self.gate.clone())
+    }
+}
+
 impl Store for OnDemandParameterStore {
     fn fetch(&self, items: Vec<FetchItem>) -> BoxFuture<'_, Vec<Result<Fetched, StoreError>>> {
-        Box::pin(async move {
-            let client = self.clients.ssm(|provider| {
-                let mut config = aws_sdk_ssm::config::Builder::from(&self.base);
-                config.set_credentials_provider(Some(provider.clone()));
-                aws_sdk_ssm::Client::from_conf(
-                    config
-                        .region(Region::new(self.region.clone()))
-                        .interceptor(crate::metrics::AwsCallMetrics)
-                        .build(),
-                )
-            });
-            ParameterStore::new(client, self.region.clone(), self.gate.clone())
-                .fetch(items)
-                .await
-        })
+        Box::pin(async move { self.store().fetch(items).await })
+    }
+
+    fn list(&self, path: PathQuery) -> BoxFuture<'_, Result<Vec<Listed>, StoreError>> {
+        Box::pin(async move { self.store().list(path).await })
     }
 }
 
