@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use ascp::proto::{MountRequest, MountResponse, ObjectVersion};
 use aws_sdk_ssm::types::ParameterType;
 use support::ascp_process::AscpProcess;
-use support::kube_api::KubeApiStub;
+use support::loopback::Loopback;
 use support::*;
 use tonic::Code;
 
@@ -25,48 +25,25 @@ const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.FEATURES-TOKEN-1c9e.sig";
 /// moto behind the counting proxy, a Kubernetes API knowing the service
 /// account, and the binary.
 struct World {
-    moto: MotoServer,
-    proxy: FaultProxy,
-    _kube: KubeApiStub,
-    _dir: tempfile::TempDir,
+    net: Loopback,
     ascp: AscpProcess,
 }
 
 impl World {
     async fn start(flags: &[&str]) -> World {
-        let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(&moto.endpoint()).await;
-        let kube = KubeApiStub::start().await;
-        kube.add_service_account(NS, SA, Some(ROLE));
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let kubeconfig = dir.path().join("kubeconfig");
-        kube.write_kubeconfig(&kubeconfig);
-        let env: Vec<(String, String)> = [
-            ("KUBECONFIG", kubeconfig.display().to_string()),
-            ("AWS_ENDPOINT_URL", proxy.endpoint()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
         let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let env = net.env(&[]);
         let ascp = AscpProcess::start(Path::new(env!("CARGO_BIN_EXE_ascp")), &flags, &env).await;
-        World {
-            moto,
-            proxy,
-            _kube: kube,
-            _dir: dir,
-            ascp,
-        }
+        World { net, ascp }
     }
 
     async fn sm(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.moto.endpoint(), REGION).await)
+        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.net.moto.endpoint(), REGION).await)
     }
 
     async fn ssm(&self) -> aws_sdk_ssm::Client {
-        aws_sdk_ssm::Client::new(&sdk_config(&self.moto.endpoint(), REGION).await)
+        aws_sdk_ssm::Client::new(&sdk_config(&self.net.moto.endpoint(), REGION).await)
     }
 
     /// A fresh, empty target directory.
@@ -264,7 +241,7 @@ async fn encoded_values_are_decoded_byte_for_byte_whatever_their_origin() {
     // A driver up to v1.5 sends what is mounted: the decoded file is not the
     // value, so it is fetched again, never decoded twice.
     let current = response.object_version.clone();
-    let calls = world.proxy.calls("GetSecretValue");
+    let calls = world.net.proxy.calls("GetSecretValue");
     let again = world
         .mount_with(&dir, ENCODED_OBJECTS, &[], current)
         .await
@@ -275,8 +252,8 @@ async fn encoded_values_are_decoded_byte_for_byte_whatever_their_origin() {
     assert_eq!(read_text(&dir, "plain"), "not/base64==");
     // The three decoded secrets are read again; the two whose file is the
     // value are checked with DescribeSecret and read back.
-    assert_eq!(world.proxy.calls("GetSecretValue") - calls, 3);
-    assert_eq!(world.proxy.calls("DescribeSecret"), 2);
+    assert_eq!(world.net.proxy.calls("GetSecretValue") - calls, 3);
+    assert_eq!(world.net.proxy.calls("DescribeSecret"), 2);
     // A driver v1.6 remount (nothing sent; the provider's own records).
     world.mount_ok(&dir, ENCODED_OBJECTS).await;
     assert_eq!(read(&dir, "keystore.p12"), bytes);
@@ -456,7 +433,7 @@ async fn parameter_paths_list_one_level_or_all_with_their_own_versions() {
     let api_v2 = put_parameter(&ssm, "/app/prod/api", "api-key-2", ParameterType::String).await;
 
     let dir = world.target("ssm-one-level");
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let response = world
         .mount_ok(
             &dir,
@@ -468,9 +445,9 @@ async fn parameter_paths_list_one_level_or_all_with_their_own_versions() {
     assert_eq!(read_text(&dir, "api"), "api-key-2");
     assert_eq!(version_of(&response, "api"), api_v2.to_string());
     assert_eq!(version_of(&response, "db"), "1");
-    assert_eq!(world.proxy.calls("GetParametersByPath"), 1);
-    assert_eq!(world.proxy.calls("GetParameters"), 0);
-    let body = &world.proxy.bodies("GetParametersByPath")[0];
+    assert_eq!(world.net.proxy.calls("GetParametersByPath"), 1);
+    assert_eq!(world.net.proxy.calls("GetParameters"), 0);
+    let body = &world.net.proxy.bodies("GetParametersByPath")[0];
     assert!(
         body.contains(r#""Path":"/app/prod""#)
             && body.contains(r#""Recursive":false"#)
@@ -501,14 +478,14 @@ async fn parameter_paths_list_one_level_or_all_with_their_own_versions() {
 
     // Past one page (ten a page), beside an ordinary object.
     many_parameters(&world, "/app/many/p", 23).await;
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let dir = world.target("ssm-pages");
     let objects = "- objectName: /app/many/*\n  objectType: ssmparameter\n- objectName: /app/prod/db\n  objectType: ssmparameter\n  objectAlias: the-db\n";
     world.mount_ok(&dir, objects).await;
     assert_eq!(tree(&dir).len(), 24);
     assert_eq!(read_text(&dir, "p022"), "value-22");
     assert_eq!(read_text(&dir, "the-db"), "db-url");
-    assert_eq!(world.proxy.calls("GetParametersByPath"), 3);
+    assert_eq!(world.net.proxy.calls("GetParametersByPath"), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,7 +500,7 @@ async fn secret_paths_keep_only_names_under_the_prefix_and_read_values_in_batche
     create_secret_string(&sm, "PROD/web/upper", "other case").await;
     let db2 = put_secret_string(&sm, "prod/web/db", "db-pass-2", &[]).await;
 
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let dir = world.target("sm-one-level");
     let response = world
         .mount_ok(
@@ -536,13 +513,13 @@ async fn secret_paths_keep_only_names_under_the_prefix_and_read_values_in_batche
     assert_eq!(read(&dir, "cert"), [0, 1, 254, 255]);
     assert_eq!(version_of(&response, "db"), db2);
     assert_ne!(db2, db.version_id);
-    assert_eq!(world.proxy.calls("ListSecrets"), 1);
-    assert_eq!(world.proxy.calls("BatchGetSecretValue"), 1);
-    assert_eq!(world.proxy.calls("GetSecretValue"), 0);
+    assert_eq!(world.net.proxy.calls("ListSecrets"), 1);
+    assert_eq!(world.net.proxy.calls("BatchGetSecretValue"), 1);
+    assert_eq!(world.net.proxy.calls("GetSecretValue"), 0);
     assert!(
-        world.proxy.bodies("ListSecrets")[0].contains(r#""Values":["prod/web/"]"#),
+        world.net.proxy.bodies("ListSecrets")[0].contains(r#""Values":["prod/web/"]"#),
         "{:?}",
-        world.proxy.bodies("ListSecrets")
+        world.net.proxy.bodies("ListSecrets")
     );
 
     let dir = world.target("sm-recursive");
@@ -559,24 +536,24 @@ async fn secret_paths_keep_only_names_under_the_prefix_and_read_values_in_batche
 
     // 256 matches: past two pages of ListSecrets, 13 batches of 20.
     many_secrets(&world, "bulk/s", 256).await;
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let dir = world.target("sm-256");
     let bulk = "- objectName: bulk/*\n  objectType: secretsmanager\n";
     world.mount_ok(&dir, bulk).await;
     let files = tree(&dir);
     assert_eq!(files.len(), 256);
     assert_eq!(read_text(&dir, "s255"), "value-255");
-    assert_eq!(world.proxy.calls("ListSecrets"), 3);
-    assert_eq!(world.proxy.calls("BatchGetSecretValue"), 13);
+    assert_eq!(world.net.proxy.calls("ListSecrets"), 3);
+    assert_eq!(world.net.proxy.calls("BatchGetSecretValue"), 13);
 
     // One more is refused before any value is read; nothing changes.
     create_secret_string(&sm, "bulk/s256", "one too many").await;
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let needles = ["bulk/*", "more than 256 objects under bulk/"];
     world
         .mount_err(&dir, bulk, Code::InvalidArgument, &needles)
         .await;
-    assert_eq!(world.proxy.calls("BatchGetSecretValue"), 0);
+    assert_eq!(world.net.proxy.calls("BatchGetSecretValue"), 0);
     assert_eq!(tree(&dir), files);
 }
 
@@ -659,7 +636,7 @@ async fn empty_paths_collisions_and_denials() {
     assert!(names(&dir).is_empty());
 
     // A listed secret the role may not read fails the mount, named.
-    world.proxy.add_rule(
+    world.net.proxy.add_rule(
         Rule::new()
             .operation("GetSecretValue")
             .respond(400, "AccessDeniedException"),
@@ -698,16 +675,16 @@ async fn rotation_remounts_show_added_and_removed_matches() {
     put_parameter(&ssm, "/rot/q", "q-1", ParameterType::String).await;
 
     // Driver v1.6: nothing sent; the provider's records know "solo".
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     let second = world.mount_ok(&dir, objects).await;
     assert_eq!(tree(&dir), ["a", "c", "p", "q", "solo"]);
     assert_eq!(read_text(&dir, "a"), "a-2");
     assert_eq!(
-        world.proxy.calls("ListSecrets"),
+        world.net.proxy.calls("ListSecrets"),
         1,
         "paths are always listed"
     );
-    assert_eq!(world.proxy.calls("GetParametersByPath"), 1);
+    assert_eq!(world.net.proxy.calls("GetParametersByPath"), 1);
     assert!(!second.object_version.iter().any(|v| v.id == "b"));
 
     // Driver v1.5: what is mounted is sent; the listing still decides.
@@ -717,14 +694,14 @@ async fn rotation_remounts_show_added_and_removed_matches() {
         .send()
         .await
         .expect("delete rot/c");
-    world.proxy.reset_counts();
+    world.net.proxy.reset_counts();
     world
         .mount_with(&dir, objects, &[], second.object_version.clone())
         .await
         .expect("remount");
     assert_eq!(tree(&dir), ["a", "p", "q", "solo"]);
     assert_eq!(read_text(&dir, "a"), "a-2");
-    assert_eq!(world.proxy.calls("ListSecrets"), 1);
+    assert_eq!(world.net.proxy.calls("ListSecrets"), 1);
     assert_ne!(first.object_version, second.object_version);
 }
 
@@ -732,8 +709,9 @@ async fn rotation_remounts_show_added_and_removed_matches() {
 async fn a_path_fails_over_as_one_object() {
     let world = World::start(&[]).await;
     let east = world.sm().await;
-    let west =
-        aws_sdk_secretsmanager::Client::new(&sdk_config(&world.moto.endpoint(), "us-west-2").await);
+    let west = aws_sdk_secretsmanager::Client::new(
+        &sdk_config(&world.net.moto.endpoint(), "us-west-2").await,
+    );
     create_secret_string(&east, "fo/a", "east-a").await;
     create_secret_string(&west, "fo/a", "west-a").await;
     create_secret_string(&west, "fo/b", "west-b").await;
@@ -750,7 +728,7 @@ async fn a_path_fails_over_as_one_object() {
     assert_eq!(read_text(&dir, "a"), "east-a");
 
     // The primary's listing fails with a 5xx: the failover region's is used.
-    world.proxy.add_rule(
+    world.net.proxy.add_rule(
         Rule::new()
             .region(REGION)
             .operation("ListSecrets")

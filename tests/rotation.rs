@@ -196,7 +196,8 @@ async fn a_denied_describe_never_fails_a_remount() {
     let objects = node.seed("deny", 1, 0, false).await;
     let pods = node.pods(2);
     node.round(&pods, &objects).await;
-    node.proxy
+    node.net
+        .proxy
         .add_rule(Rule::new().operation("DescribeSecret").respond_with(
             400,
             "AccessDeniedException",
@@ -230,11 +231,11 @@ async fn a_check_of_one_accounts_secret_never_decides_for_anothers() {
     const OTHER: &str = "444455556666";
     const TOKEN: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
     let node = Node::start(binary(), &[]).await;
-    let owner = account_credentials(&node.moto.endpoint(), OTHER).await;
+    let owner = account_credentials(&node.net.moto.endpoint(), OTHER).await;
     let owner_sm = SecretsClient::new(
-        &sdk_config_with_credentials(&node.moto.endpoint(), "us-east-1", owner.clone()).await,
+        &sdk_config_with_credentials(&node.net.moto.endpoint(), "us-east-1", owner.clone()).await,
     );
-    node.proxy.map_account(OTHER, owner.access_key_id());
+    node.net.proxy.map_account(OTHER, owner.access_key_id());
     let create = |client: &SecretsClient, value: &str| {
         client
             .create_secret()

@@ -15,6 +15,8 @@
 //!   API, EKS Pod Identity Agent and EKS Auth servers on loopback, on the
 //!   tiny HTTP server of [`stub_server`].
 //! - [`ascp_process`]: runs the real `ascp` binary and talks to it on its socket.
+//! - [`loopback`]: moto behind the proxy and the Kubernetes stub, with the
+//!   binary's environment to reach them.
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
 //! - [`rotation`]: the rotation scenarios (one pod, many pods under two
 //!   roles) through the real binary, counting AWS and Kubernetes calls.
@@ -27,6 +29,7 @@ pub mod driver_layout;
 pub mod eks_auth;
 pub mod http;
 pub mod kube_api;
+pub mod loopback;
 pub mod memory;
 pub mod moto;
 pub mod pod_identity_agent;

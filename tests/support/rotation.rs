@@ -16,8 +16,8 @@ use ascp::proto::{MountRequest, MountResponse};
 use aws_sdk_ssm::types::ParameterType;
 
 use super::ascp_process::AscpProcess;
-use super::kube_api::KubeApiStub;
-use super::{FaultProxy, MotoServer, create_secret_string, put_parameter, sdk_config};
+use super::loopback::Loopback;
+use super::{create_secret_string, put_parameter, sdk_config};
 
 pub const REGION: &str = "us-east-1";
 pub const NS: &str = "shop";
@@ -108,49 +108,30 @@ pub struct Pod {
 
 /// moto, the proxy, the Kubernetes stub and one `ascp` process.
 pub struct Node {
-    pub moto: MotoServer,
-    pub proxy: FaultProxy,
-    pub kube: KubeApiStub,
+    pub net: Loopback,
     pub ascp: AscpProcess,
     pub sm: aws_sdk_secretsmanager::Client,
     pub ssm: aws_sdk_ssm::Client,
-    _dir: tempfile::TempDir,
 }
 
 impl Node {
     /// Starts everything; `binary` with `flags`.
     pub async fn start(binary: &Path, flags: &[&str]) -> Node {
-        let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(&moto.endpoint()).await;
-        let kube = KubeApiStub::start().await;
-        for (sa, role) in ROLES {
-            kube.add_service_account(NS, sa, Some(role));
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let kubeconfig = dir.path().join("kubeconfig");
-        kube.write_kubeconfig(&kubeconfig);
-        let env: Vec<(String, String)> = [
-            ("KUBECONFIG", kubeconfig.display().to_string()),
-            ("AWS_ENDPOINT_URL", proxy.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE".into()),
-            ("AWS_SECRET_ACCESS_KEY", "node-role-secret".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("RUST_LOG", "info".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let accounts: Vec<(&str, &str, &str)> =
+            ROLES.iter().map(|(sa, role)| (NS, *sa, *role)).collect();
+        let net = Loopback::start(&accounts).await;
+        let env = net.env(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE"),
+            ("AWS_SECRET_ACCESS_KEY", "node-role-secret"),
+        ]);
         let args: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
         let ascp = AscpProcess::start(binary, &args, &env).await;
-        let config = sdk_config(&moto.endpoint(), REGION).await;
+        let config = sdk_config(&net.moto.endpoint(), REGION).await;
         Node {
             sm: aws_sdk_secretsmanager::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
-            moto,
-            proxy,
-            kube,
+            net,
             ascp,
-            _dir: dir,
         }
     }
 
@@ -159,10 +140,10 @@ impl Node {
         Counts {
             aws: OPERATIONS
                 .iter()
-                .map(|op| (*op, self.proxy.calls(op)))
+                .map(|op| (*op, self.net.proxy.calls(op)))
                 .collect(),
-            aws_total: self.proxy.total_calls(),
-            kube: KINDS.iter().map(|k| (*k, self.kube.calls(k))).collect(),
+            aws_total: self.net.proxy.total_calls(),
+            kube: KINDS.iter().map(|k| (*k, self.net.kube.calls(k))).collect(),
         }
     }
 
