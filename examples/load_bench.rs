@@ -17,13 +17,16 @@
 //!   account (credentials cached, so a mount is S GetSecretValue calls and
 //!   nothing else), then `--runs` bursts of K concurrent mounts: p50/p99 (the
 //!   median over the runs), failures, the provider's CPU per mount from
-//!   `/proc/<pid>/stat` (utime+stime), its idle VmRSS, VmHWM after the
+//!   `/proc/<pid>/stat` (utime and stime), its idle VmRSS, VmHWM after the
 //!   bursts and VmRSS after `--idle-secs` of idleness;
 //! - `cold`: mounts whose token the provider has never seen, so each also
 //!   calls STS (cold credentials): CPU per mount and latency;
 //! - `wide`: one mount of `--wide-secrets` (50) secrets at `--wide-delay-ms`
 //!   (50) per call, one after another: median latency and round trips
-//!   (latency / delay).
+//!   (latency / delay);
+//! - `sdk`: no provider; this process makes the same GetSecretValue calls
+//!   through the AWS SDK alone (the last K × S per run, 200 in flight, one
+//!   thread) and reads its own CPU: the SDK's floor under a mount's cost.
 //!
 //! The endpoint counts the calls it answers; each section checks them, so a
 //! figure never silently includes STS calls or retries it should not.
@@ -56,6 +59,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ascp::proto::MountRequest;
 use ascp::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use clap::{Parser, ValueEnum};
+use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -125,6 +129,9 @@ struct Args {
     /// KEY=VALUE added to the provider's environment (repeatable).
     #[arg(long)]
     env: Vec<String>,
+    /// In `sdk`: without stalled-stream protection and identity cache.
+    #[arg(long)]
+    sdk_lean: bool,
     /// Print the provider's log at the end.
     #[arg(long)]
     show_log: bool,
@@ -142,6 +149,7 @@ enum Mode {
     Burst,
     Cold,
     Wide,
+    Sdk,
 }
 
 fn main() {
@@ -209,6 +217,9 @@ async fn drive(args: Args) {
     if matches!(mode, Mode::All | Mode::Wide) {
         bench.wide().await;
     }
+    if matches!(mode, Mode::All | Mode::Sdk) {
+        bench.sdk_floor().await;
+    }
     drop(scratch);
 }
 
@@ -223,7 +234,8 @@ struct Bench {
 /// What a set of mounts cost, from the provider's and the endpoint's side.
 struct Measured {
     runs: Vec<RunFigures>,
-    cpu_ms_per_mount: f64,
+    /// User and system time.
+    cpu_ms_per_mount: (f64, f64),
     calls: Calls,
 }
 
@@ -241,7 +253,7 @@ impl Bench {
             self.args.secrets, self.args.delay_ms, self.args.runs
         );
         println!(
-            "| K | p50 | p99 | failures | CPU per mount | idle VmRSS | VmHWM | VmRSS {} s after | calls per mount | load avg |",
+            "| K | p50 | p99 | failures | CPU per mount (user + system) | idle VmRSS | VmHWM | VmRSS {} s after | calls per mount | load avg |",
             self.args.idle_secs
         );
         println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -250,7 +262,11 @@ impl Bench {
             let after = provider.memory();
             tokio::time::sleep(Duration::from_secs(self.args.idle_secs)).await;
             let rested = provider.memory();
-            let memory = [idle.rss_kib, after.hwm_kib, rested.rss_kib].map(mib);
+            let memory = [
+                format!("{} ({} anon)", mib(idle.rss_kib), mib(idle.anon_kib)),
+                mib(after.hwm_kib),
+                format!("{} ({} anon)", mib(rested.rss_kib), mib(rested.anon_kib)),
+            ];
             self.report(k, &measured, &memory, provider).await;
         }
     }
@@ -264,7 +280,9 @@ impl Bench {
         let (provider, _, measured) = self
             .run_bursts(k, |run, i| format!("bench-token-cold-{run}-{i}"))
             .await;
-        println!("| K | p50 | p99 | failures | CPU per mount | calls per mount | load avg |");
+        println!(
+            "| K | p50 | p99 | failures | CPU per mount (user + system) | calls per mount | load avg |"
+        );
         println!("|---|---|---|---|---|---|---|");
         self.report(k, &measured, &[], provider).await;
     }
@@ -309,6 +327,103 @@ impl Bench {
         );
         provider.stop(self.args.show_log).await;
         self.endpoint.set_delay(self.args.delay_ms).await;
+    }
+
+    /// The SDK's own cost, without the provider: this process makes the
+    /// calls of `--runs` bursts of K=`--k`'s last value × `--secrets`
+    /// GetSecretValue through one SDK client (static credentials, the
+    /// provider's HTTP client settings), as many in flight as the provider's
+    /// default process-wide bound, and reads its own CPU.
+    async fn sdk_floor(&self) {
+        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+        const IN_FLIGHT: usize = 200;
+        let k = self.args.k.last().copied().unwrap_or(500);
+        let calls_per_run = k * self.args.secrets;
+        println!(
+            "\n## sdk: the SDK alone, {calls_per_run} GetSecretValue per run ({IN_FLIGHT} in flight), {} ms per AWS call, {} runs, one thread",
+            self.args.delay_ms, self.args.runs
+        );
+        self.endpoint.set_delay(self.args.delay_ms).await;
+        let http = aws_smithy_http_client::Builder::new()
+            .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(20))
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .build_https();
+        // The provider's settings: standard retries, its three timeouts.
+        let mut config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::standard())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.endpoint.url)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDBENCH",
+                "bench-secret",
+                Some("bench-session".into()),
+                None,
+                "bench",
+            ))
+            .http_client(http);
+        if self.args.sdk_lean {
+            config = config
+                .stalled_stream_protection(
+                    aws_sdk_secretsmanager::config::StalledStreamProtectionConfig::disabled(),
+                )
+                .identity_cache(aws_sdk_secretsmanager::config::IdentityCache::no_cache());
+        }
+        let client = aws_sdk_secretsmanager::Client::from_conf(config.build());
+        let one = |i: usize| {
+            let client = client.clone();
+            async move {
+                client
+                    .get_secret_value()
+                    .secret_id(format!("bench/secret-{}", i % 50))
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        };
+        // Warm: connections open, identity cached.
+        let warm: Vec<bool> = futures::stream::iter(0..IN_FLIGHT)
+            .map(one)
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        assert!(warm.iter().all(|ok| *ok), "the SDK's warm-up calls failed");
+        let before_calls = self.endpoint.calls().await;
+        let before = own_cpu();
+        let mut failures = 0;
+        for _ in 0..self.args.runs {
+            let results: Vec<bool> = futures::stream::iter(0..calls_per_run)
+                .map(one)
+                .buffer_unordered(IN_FLIGHT)
+                .collect()
+                .await;
+            failures += results.iter().filter(|ok| !**ok).count();
+        }
+        let (user, system) = own_cpu().minus(before);
+        let calls = self.endpoint.calls().await.minus(&before_calls);
+        let n = (calls_per_run * self.args.runs) as f64;
+        println!(
+            "| calls | failures | CPU per call (user + system) | CPU per {} calls | load avg |",
+            self.args.secrets
+        );
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {} | {failures} | {:.3} ms ({:.3} + {:.3}) | {:.2} ms | {} |",
+            calls.get_secret_value,
+            (user + system) / n,
+            user / n,
+            system / n,
+            (user + system) / n * self.args.secrets as f64,
+            load_average()
+        );
     }
 
     /// One mount per service account with its warm token, so that the
@@ -364,7 +479,7 @@ impl Bench {
             callgrind_control("-z", provider.pid);
         }
         let calls_before = self.endpoint.calls().await;
-        let cpu_before = provider.cpu_ticks();
+        let cpu_before = provider.cpu();
         let mut figures = Vec::new();
         let mut mounts = 0;
         for run in 0..runs {
@@ -379,14 +494,17 @@ impl Bench {
                 first_error: failures.into_iter().next(),
             });
         }
-        let cpu_ticks = provider.cpu_ticks() - cpu_before;
+        let (user_ms, system_ms) = provider.cpu().minus(cpu_before);
         let calls = self.endpoint.calls().await.minus(&calls_before);
         if self.args.callgrind {
             callgrind_control("-d", provider.pid);
         }
         Measured {
             runs: figures,
-            cpu_ms_per_mount: cpu_ticks as f64 * 1000.0 / TICKS_PER_SECOND / mounts.max(1) as f64,
+            cpu_ms_per_mount: (
+                user_ms / mounts.max(1) as f64,
+                system_ms / mounts.max(1) as f64,
+            ),
             calls,
         }
     }
@@ -491,12 +609,13 @@ impl Measured {
     /// run's p50 and p99, all failures and the CPU per mount.
     fn head(&self, k: usize) -> String {
         let row = Row::from(self);
+        let (user, system) = self.cpu_ms_per_mount;
         format!(
-            "| {k} | {} | {} | {} | {:.2} ms |",
+            "| {k} | {} | {} | {} | {:.2} ms ({user:.2} + {system:.2}) |",
             ms(row.p50),
             ms(row.p99),
             row.failures,
-            self.cpu_ms_per_mount
+            user + system,
         )
     }
 }
@@ -556,6 +675,40 @@ async fn timed_mount(
         .map(|_| ())
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()));
     (started.elapsed(), result)
+}
+
+/// A process's CPU time so far, in ticks.
+#[derive(Clone, Copy)]
+struct Cpu {
+    user: u64,
+    system: u64,
+}
+
+impl Cpu {
+    fn of(stat_path: &str) -> Cpu {
+        let stat =
+            std::fs::read_to_string(stat_path).unwrap_or_else(|e| panic!("read {stat_path}: {e}"));
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces: state is the first, utime the 12th, stime the 13th.
+        let rest = &stat[stat.rfind(')').expect("a stat line") + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields[i].parse::<u64>().expect("a tick count");
+        Cpu {
+            user: field(11),
+            system: field(12),
+        }
+    }
+
+    /// Milliseconds of user and system time since `before`.
+    fn minus(self, before: Cpu) -> (f64, f64) {
+        let ms = |ticks: u64| ticks as f64 * 1000.0 / TICKS_PER_SECOND;
+        (ms(self.user - before.user), ms(self.system - before.system))
+    }
+}
+
+/// This process's CPU time.
+fn own_cpu() -> Cpu {
+    Cpu::of("/proc/self/stat")
 }
 
 /// The nearest-rank percentile of sorted `values`.
@@ -628,6 +781,9 @@ struct Provider {
 struct Memory {
     rss_kib: u64,
     hwm_kib: u64,
+    /// The anonymous part of `rss_kib`; the rest is mapped files (the
+    /// binary's code, mostly).
+    anon_kib: u64,
 }
 
 impl Provider {
@@ -704,16 +860,9 @@ impl Provider {
         self.client.clone()
     }
 
-    /// utime + stime of every thread, live or gone, in ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .expect("read the provider's /proc/<pid>/stat");
-        // Fields after the command name, which is in parentheses and may
-        // hold spaces: state is the first, utime the 12th, stime the 13th.
-        let rest = &stat[stat.rfind(')').expect("a stat line") + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let field = |i: usize| fields[i].parse::<u64>().expect("a tick count");
-        field(11) + field(12)
+    /// utime and stime of every thread, live or gone.
+    fn cpu(&self) -> Cpu {
+        Cpu::of(&format!("/proc/{}/stat", self.pid))
     }
 
     fn memory(&self) -> Memory {
@@ -730,6 +879,7 @@ impl Provider {
         Memory {
             rss_kib: kib("VmRSS:"),
             hwm_kib: kib("VmHWM:"),
+            anon_kib: kib("RssAnon:"),
         }
     }
 

@@ -123,7 +123,7 @@ async fn build_backend(
         args.eks_addon_version.as_str()
     };
     let app_id = format!("{}-{version}", ascp::PROGRAM);
-    let base = ascp::aws::load_base_config(&app_id)
+    let base = ascp::aws::load_base_config(&app_id, &args.fetch_options())
         .await
         .map_err(|e| format!("ascp: {e}"))?;
     let kube_config = match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {

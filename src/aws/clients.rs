@@ -6,7 +6,8 @@
 //! - [`shared_https_client`] is one hyper/rustls client for the process
 //!   whose TLS configuration is built once, on the first call, and never
 //!   again: the SDK asks every new client to re-validate its HTTP client,
-//!   which for the default client means parsing every root certificate.
+//!   which for the default client means parsing every root certificate. Its
+//!   pool keeps as many idle connections per host as calls may be in flight.
 //! - [`ByRegion`] keeps one client per region for calls whose credentials
 //!   do not change (STS AssumeRoleWithWebIdentity, EKS Auth).
 //! - [`ByCredentials`] keeps the stores' clients per (region, credentials):
@@ -50,14 +51,16 @@ const MAX_CREDENTIALS: u64 = 512;
 /// The HTTPS client every SDK client shares: hyper 1 with rustls, the SDK's
 /// own default stack, so one connection pool serves every call.
 ///
-/// The pool keeps at most 32 idle connections per host, each for 20 s: a
-/// burst of mounts opens one connection per call in flight (up to
-/// `--max-concurrent-fetches`), and without a bound they would stay open,
-/// with their buffers, long after it.
-pub(crate) fn shared_https_client() -> SharedHttpClient {
+/// The pool keeps up to `max_idle_per_host` idle connections per host, each
+/// for 20 s. The caller passes the process-wide bound on calls in flight:
+/// hyper opens a connection for every call that finds none idle, so a pool
+/// smaller than that bound closes connections in the middle of a burst of
+/// mounts only to open new ones a moment later (with TLS, a handshake each).
+/// 20 s after a burst its connections are closed, with their buffers.
+pub(crate) fn shared_https_client(max_idle_per_host: usize) -> SharedHttpClient {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
     let inner = aws_smithy_http_client::Builder::new()
-        .pool_max_idle_per_host(32)
+        .pool_max_idle_per_host(max_idle_per_host)
         .pool_idle_timeout(Duration::from_secs(20))
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .build_https();

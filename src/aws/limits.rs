@@ -5,6 +5,7 @@
 //! Every AWS call holds one permit of each for exactly its own duration, never
 //! while waiting on another call, so the two limits cannot deadlock.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -106,6 +107,16 @@ impl Gate {
             _local: local,
             _global: global,
         }
+    }
+
+    /// Makes one call once there is room for it: `call` builds the call's
+    /// future only when both permits are held, and on the heap. An SDK
+    /// operation's future takes kilobytes; built inline, every call waiting
+    /// for a permit (most of them, in a burst of mounts) would hold that
+    /// much for nothing.
+    pub(crate) async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
+        let _permit = self.enter().await;
+        Box::pin(call()).await
     }
 }
 

@@ -91,7 +91,9 @@ pub enum ConfigError {
 /// overrides (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
 /// `AWS_ENDPOINT_URL_SSM`), `AWS_USE_FIPS_ENDPOINT`, `AWS_REGION` and the
 /// shared config files, with standard retries, this module's timeouts, and
-/// `app_id` (`<program>-<version>`, SPEC §5) in the user agent.
+/// `app_id` (`<program>-<version>`, SPEC §5) in the user agent. Its one HTTP
+/// client keeps as many idle connections per host as `options` lets calls be
+/// in flight.
 ///
 /// The region comes from `AWS_REGION` (or `AWS_DEFAULT_REGION`) or the
 /// shared config file only, never from instance metadata: regions come per
@@ -103,12 +105,15 @@ pub enum ConfigError {
 ///
 /// Called once at start-up; the region and credentials it finds are replaced
 /// per store by [`StoreFactory::stores`].
-pub async fn load_base_config(app_id: &str) -> Result<SdkConfig, ConfigError> {
+pub async fn load_base_config(
+    app_id: &str,
+    options: &FetchOptions,
+) -> Result<SdkConfig, ConfigError> {
     let app_name = AppName::new(app_id.to_owned()).map_err(|e| ConfigError::AppId {
         app_id: app_id.to_owned(),
         reason: e.to_string(),
     })?;
-    let http_client = shared_https_client();
+    let http_client = shared_https_client(options.max_concurrent_global.max(1));
     // The SDK's default credentials chain resolves a region when it is
     // built, through IMDS when none is configured: give it ours.
     let own_credentials =
@@ -173,7 +178,8 @@ impl StoreFactory {
     pub fn new(base: &SdkConfig, options: FetchOptions) -> Self {
         let mut builder = base.to_builder();
         if base.http_client().is_none() {
-            builder = builder.http_client(shared_https_client());
+            builder =
+                builder.http_client(shared_https_client(options.max_concurrent_global.max(1)));
         }
         if base.identity_cache().is_none() {
             // One cache for the process; it is partitioned per credentials
@@ -409,7 +415,7 @@ mod tests {
 
     #[tokio::test]
     async fn app_ids_are_checked() {
-        let bad = load_base_config("has space").await;
+        let bad = load_base_config("has space", &FetchOptions::default()).await;
         assert!(matches!(bad, Err(ConfigError::AppId { .. })));
     }
 }

@@ -161,18 +161,19 @@ impl ParameterStore {
         let mut matches = Matches::new(&query);
         let mut next_token: Option<String> = None;
         for _ in 0..paths::MAX_PAGES {
-            let sent = {
-                let _permit = self.gate.enter().await;
-                self.client
-                    .get_parameters_by_path()
-                    .path(path)
-                    .recursive(query.recursive)
-                    .with_decryption(true)
-                    .max_results(BY_PATH_PAGE)
-                    .set_next_token(next_token.take())
-                    .send()
-                    .await
-            };
+            let sent = self
+                .gate
+                .call(|| {
+                    self.client
+                        .get_parameters_by_path()
+                        .path(path)
+                        .recursive(query.recursive)
+                        .with_decryption(true)
+                        .max_results(BY_PATH_PAGE)
+                        .set_next_token(next_token.take())
+                        .send()
+                })
+                .await;
             let out = sent.map_err(|e| sdk_error("GetParametersByPath", &e))?;
             for parameter in out.parameters.unwrap_or_default() {
                 let (Some(name), Some(value)) = (parameter.name, parameter.value) else {
@@ -208,15 +209,15 @@ impl ParameterStore {
     /// One GetParameters call for `batch` (at most 10 requests, no two for
     /// the same parameter); one answer per request, in order.
     async fn call(&self, gate: &Gate, batch: Vec<&Request>) -> Vec<Answer> {
-        let sent = {
-            let _permit = gate.enter().await;
-            self.client
-                .get_parameters()
-                .set_names(Some(batch.iter().map(|r| r.text.clone()).collect()))
-                .with_decryption(true)
-                .send()
-                .await
-        };
+        let sent = gate
+            .call(|| {
+                self.client
+                    .get_parameters()
+                    .set_names(Some(batch.iter().map(|r| r.text.clone()).collect()))
+                    .with_decryption(true)
+                    .send()
+            })
+            .await;
         let out = match sent {
             Ok(out) => out,
             Err(e) => {

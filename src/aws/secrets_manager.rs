@@ -227,10 +227,9 @@ impl SecretsManagerStore {
 
     /// DescribeSecret of `arn`: each VersionId's stages.
     async fn describe(&self, gate: &Gate, arn: &str) -> Result<Stages, CheckFailure> {
-        let described = {
-            let _permit = gate.enter().await;
-            self.client.describe_secret().secret_id(arn).send().await
-        };
+        let described = gate
+            .call(|| self.client.describe_secret().secret_id(arn).send())
+            .await;
         match described {
             Ok(out) => Ok(out.version_ids_to_stages.unwrap_or_default()),
             Err(e) if is_access_denied(&e) => {
@@ -342,15 +341,15 @@ impl SecretsManagerStore {
         let mut answers: HashMap<String, ItemResult> = HashMap::new();
         let mut next_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let sent = {
-                let _permit = gate.enter().await;
-                self.client
-                    .batch_get_secret_value()
-                    .set_secret_id_list(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
-                    .set_next_token(next_token.take())
-                    .send()
-                    .await
-            };
+            let sent = gate
+                .call(|| {
+                    self.client
+                        .batch_get_secret_value()
+                        .set_secret_id_list(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
+                        .set_next_token(next_token.take())
+                        .send()
+                })
+                .await;
             let out = match sent {
                 Ok(out) => out,
                 Err(e) => {
@@ -423,16 +422,16 @@ impl SecretsManagerStore {
                 version: current.clone(),
             });
         }
-        let sent = {
-            let _permit = gate.enter().await;
-            self.client
-                .get_secret_value()
-                .secret_id(&item.name)
-                .set_version_id(item.version.clone())
-                .set_version_stage(item.label.clone())
-                .send()
-                .await
-        };
+        let sent = gate
+            .call(|| {
+                self.client
+                    .get_secret_value()
+                    .secret_id(&item.name)
+                    .set_version_id(item.version.clone())
+                    .set_version_stage(item.label.clone())
+                    .send()
+            })
+            .await;
         let result = match sent {
             Ok(out) => value(
                 "GetSecretValue",
@@ -459,10 +458,9 @@ impl SecretsManagerStore {
         if let Some(version) = &item.version {
             return Ok(version == current);
         }
-        let described = {
-            let _permit = gate.enter().await;
-            self.client.describe_secret().secret_id(&item.name).send().await
-        }
+        let described = gate
+            .call(|| self.client.describe_secret().secret_id(&item.name).send())
+            .await
         .map_err(|e| {
             let error = sdk_error("DescribeSecret", &e);
             debug!(object = %item.name, region = %self.region, code = error.code.as_deref().unwrap_or(""), "describe failed");
@@ -536,16 +534,17 @@ impl SecretsManagerStore {
                 return Err(paths::too_many_pages("ListSecrets", &query));
             }
             pages += 1;
-            let sent = {
-                let _permit = self.gate.enter().await;
-                self.client
-                    .list_secrets()
-                    .filters(filter.clone())
-                    .max_results(LIST_PAGE)
-                    .set_next_token(next_token.take())
-                    .send()
-                    .await
-            };
+            let sent = self
+                .gate
+                .call(|| {
+                    self.client
+                        .list_secrets()
+                        .filters(filter.clone())
+                        .max_results(LIST_PAGE)
+                        .set_next_token(next_token.take())
+                        .send()
+                })
+                .await;
             let out = sent.map_err(|e| sdk_error("ListSecrets", &e))?;
             for entry in out.secret_list.unwrap_or_default() {
                 let Some(name) = entry.name else { continue };
