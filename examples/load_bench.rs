@@ -332,8 +332,9 @@ impl Bench {
     /// The SDK's own cost, without the provider: this process makes the
     /// calls of `--runs` bursts of K=`--k`'s last value × `--secrets`
     /// GetSecretValue through one SDK client (static credentials, the
-    /// provider's HTTP client settings), as many in flight as the provider's
-    /// default process-wide bound, and reads its own CPU.
+    /// provider's retry, timeout and connection pool settings), as many in
+    /// flight as the provider's default process-wide bound, on one thread,
+    /// and reads its own CPU.
     async fn sdk_floor(&self) {
         use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
         const IN_FLIGHT: usize = 200;
@@ -345,7 +346,7 @@ impl Bench {
         );
         self.endpoint.set_delay(self.args.delay_ms).await;
         let http = aws_smithy_http_client::Builder::new()
-            .pool_max_idle_per_host(32)
+            .pool_max_idle_per_host(IN_FLIGHT)
             .pool_idle_timeout(Duration::from_secs(20))
             .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
             .build_https();
