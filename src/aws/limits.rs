@@ -100,7 +100,7 @@ impl Gate {
     /// Waits for room for one more call. The semaphores are never closed,
     /// so acquiring cannot fail; if it ever did, the call would simply go
     /// ahead unthrottled rather than fail the mount.
-    pub(crate) async fn enter(&self) -> Permit<'_> {
+    async fn enter(&self) -> Permit<'_> {
         let local = self.local.acquire().await.ok();
         let global = self.global.acquire().await.ok();
         Permit {
@@ -132,11 +132,13 @@ mod tests {
         let run = |gate: Arc<Gate>| {
             let (now, max) = (now.clone(), max.clone());
             async move {
-                let _p = gate.enter().await;
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                max.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
+                gate.call(|| async {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+                .await
             }
         };
         let mut all = Vec::new();
