@@ -47,6 +47,8 @@
 //! `--callgrind` the counters are zeroed after the warm-up and dumped after
 //! the measured mounts (`callgrind_control`), so a dump holds mounts only.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -171,18 +173,7 @@ fn main() {
 // The driver's side.
 
 async fn drive(args: Args) {
-    let ascp = args.ascp.clone().unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("this program's path");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/examples")
-            .join("ascp")
-    });
-    assert!(
-        ascp.exists(),
-        "no provider binary at {} (cargo build --release --bin ascp, or --ascp PATH)",
-        ascp.display()
-    );
+    let ascp = common::provider_binary(args.ascp.clone(), "cargo build --release --bin ascp");
     let endpoint = EndpointProcess::start();
     let scratch = scratch_dir();
     let kubeconfig = scratch.path().join("kubeconfig");

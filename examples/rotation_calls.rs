@@ -21,10 +21,11 @@
 //! target/debug/examples/rotation_calls [--window-ms 5000] [--ascp PATH]
 //! ```
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -52,18 +53,7 @@ fn row(scenario: &str, counts: &Counts) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let binary = args.ascp.unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("this program's path");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/examples")
-            .join("ascp")
-    });
-    assert!(
-        binary.exists(),
-        "no provider binary at {} (cargo build --bin ascp, or --ascp PATH)",
-        binary.display()
-    );
+    let binary = common::provider_binary(args.ascp, "cargo build --bin ascp");
     let window = Duration::from_millis(args.window_ms);
 
     println!("| scenario | AWS calls | detail |");
