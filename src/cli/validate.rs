@@ -65,7 +65,7 @@ pub fn run(args: &ValidateArgs) -> Result<String, String> {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "{:<40} {:>5}  {:<14} SOURCE", "FILE", "MODE", "STORE");
-    for spec in &params.objects {
+    for spec in params.objects.iter() {
         let mode = spec.mode_or(args.permission);
         let mut source = spec.name.clone();
         if let Some(v) = &spec.version {

@@ -48,6 +48,7 @@ pub mod objects;
 use std::collections::BTreeMap;
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::Error;
 use crate::secret::Token;
@@ -297,8 +298,8 @@ pub struct MountParams {
     pub failover_region: Option<String>,
     /// `pathTranslation`.
     pub translation: PathTranslation,
-    /// The validated objects.
-    pub objects: Vec<ObjectSpec>,
+    /// The validated objects; shared by every mount of the same class.
+    pub objects: Arc<[ObjectSpec]>,
     /// What the class does that works but is probably not meant.
     pub warnings: Vec<Warning>,
 }
@@ -385,13 +386,13 @@ impl MountParams {
                     keys::OBJECTS,
                     "missing: the SecretProviderClass must list the objects to mount",
                 ));
-                Vec::new()
+                Arc::default()
             }
             Some(yaml) => {
                 // Set but unusable still counts as set: a failoverObject is
                 // then not blamed for its absence.
                 let has_failover = attrs.get(keys::FAILOVER_REGION).is_some();
-                let (objects, found) = objects::check(yaml, &translation, has_failover);
+                let (objects, found) = objects::check_memoized(yaml, &translation, has_failover);
                 problems.extend(found);
                 objects
             }

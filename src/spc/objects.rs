@@ -28,8 +28,13 @@
 //! Parsing is bounded: the YAML's size, nesting depth, node count and alias
 //! expansion are capped (see the constants), so a hostile document costs
 //! little and cannot exhaust the stack.
+//!
+//! Mounts check through a bounded memo ([`Memo`]): a class that passed is
+//! not parsed again while it is kept, since the answer depends only on its
+//! text, its `pathTranslation` and whether it has a `failoverRegion`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 
@@ -439,6 +444,105 @@ pub fn parse(
     } else {
         Err(problems.iter().map(ToString::to_string).collect())
     }
+}
+
+/// Classes kept by a [`Memo`].
+const MEMO_ENTRIES: usize = 64;
+/// Larger documents are checked every time: a hostile class must not make
+/// the memo hold much memory.
+const MEMO_MAX_YAML_BYTES: usize = 16 * 1024;
+
+/// The process's memo of [`check`], used by every mount.
+static MEMO: Memo = Memo::new();
+
+/// [`check`] through the process's [`Memo`].
+pub(super) fn check_memoized(
+    yaml: &str,
+    translation: &PathTranslation,
+    has_failover_region: bool,
+) -> (Arc<[ObjectSpec]>, Vec<Problem>) {
+    MEMO.check(yaml, translation, has_failover_region)
+}
+
+/// The objects of classes that passed [`check`], by the SHA-256 of all it
+/// was given.
+///
+/// A node mounts the same few classes again and again (every replica, every
+/// rotation remount), and parsing their YAML was about 5% of a warm mount's
+/// instructions (benchmarks/README.md). The answer depends only on the
+/// arguments, so an answer found by their digest is the one `check` would
+/// give. Only classes without problems are kept (a broken class costs its
+/// sender, not the node), at most [`MEMO_ENTRIES`] of them, each of at most
+/// [`MEMO_MAX_YAML_BYTES`]; when full, the memo starts over.
+pub(super) struct Memo {
+    /// Empty until the first class is kept (`HashMap::new` is not `const`).
+    classes: Mutex<Option<Classes>>,
+}
+
+/// A class's objects by the digest of its `objects`, `pathTranslation` and
+/// whether it has a `failoverRegion`.
+type Classes = HashMap<[u8; 32], Arc<[ObjectSpec]>>;
+
+impl Memo {
+    pub(super) const fn new() -> Self {
+        Self {
+            classes: Mutex::new(None),
+        }
+    }
+
+    /// [`check`], answered from the memo when these arguments passed it
+    /// before.
+    pub(super) fn check(
+        &self,
+        yaml: &str,
+        translation: &PathTranslation,
+        has_failover_region: bool,
+    ) -> (Arc<[ObjectSpec]>, Vec<Problem>) {
+        if yaml.len() > MEMO_MAX_YAML_BYTES {
+            let (specs, problems) = check(yaml, translation, has_failover_region);
+            return (specs.into(), problems);
+        }
+        let key = memo_key(yaml, translation, has_failover_region);
+        let classes = || self.classes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(specs) = classes().as_ref().and_then(|m| m.get(&key)) {
+            return (specs.clone(), Vec::new());
+        }
+        let (specs, problems) = check(yaml, translation, has_failover_region);
+        let specs: Arc<[ObjectSpec]> = specs.into();
+        if problems.is_empty() {
+            let mut classes = classes();
+            let map = classes.get_or_insert_with(HashMap::new);
+            if map.len() >= MEMO_ENTRIES {
+                map.clear();
+            }
+            map.insert(key, specs.clone());
+        }
+        (specs, problems)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.classes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, HashMap::len)
+    }
+}
+
+fn memo_key(yaml: &str, translation: &PathTranslation, has_failover_region: bool) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    match translation {
+        PathTranslation::Replace(c) => {
+            hash.update([b'R']);
+            hash.update(u32::from(*c).to_le_bytes());
+        }
+        PathTranslation::Off => hash.update([b'O']),
+    }
+    hash.update([u8::from(has_failover_region)]);
+    hash.update(yaml.as_bytes());
+    hash.finalize().into()
 }
 
 /// Parses the `objects` YAML and checks every entry; returns a draft of each
@@ -1141,4 +1245,66 @@ fn shorten(s: &str) -> String {
 
 fn shorten_to(s: &str, max: usize) -> String {
     crate::text::escape_bounded(s, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLASS: &str = "- objectName: db\n  objectType: secretsmanager\n- objectName: /app/key\n  objectType: ssmparameter\n";
+
+    #[test]
+    fn the_memo_answers_as_check_does_and_keeps_only_passing_classes() {
+        let memo = Memo::new();
+        let underscore = PathTranslation::Replace('_');
+        let (first, problems) = memo.check(CLASS, &underscore, false);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(&first[..], &check(CLASS, &underscore, false).0[..]);
+        let (again, _) = memo.check(CLASS, &underscore, false);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second check was not remembered"
+        );
+        assert_eq!(memo.len(), 1);
+
+        // Every argument is part of the key.
+        let (off, _) = memo.check(CLASS, &PathTranslation::Off, false);
+        assert_eq!(off[1].file, "app/key");
+        assert_eq!(first[1].file, "_app_key");
+        let (dash, _) = memo.check(CLASS, &PathTranslation::Replace('-'), false);
+        assert_eq!(dash[1].file, "-app-key");
+        memo.check(CLASS, &underscore, true);
+        assert_eq!(memo.len(), 4);
+
+        // A class with a problem is checked, and told, every time.
+        let broken = "- objectName: db\n  objectType: vault\n";
+        for _ in 0..2 {
+            let (_, problems) = memo.check(broken, &underscore, false);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+        }
+        assert_eq!(memo.len(), 4);
+    }
+
+    #[test]
+    fn the_memo_is_bounded_in_classes_and_in_size() {
+        let memo = Memo::new();
+        let underscore = PathTranslation::Replace('_');
+        for i in 0..MEMO_ENTRIES {
+            memo.check(
+                &format!("- objectName: s{i}\n  objectType: secretsmanager\n"),
+                &underscore,
+                false,
+            );
+        }
+        assert_eq!(memo.len(), MEMO_ENTRIES);
+        memo.check(CLASS, &underscore, false);
+        assert_eq!(memo.len(), 1, "a full memo starts over");
+
+        let padding = "#".repeat(MEMO_MAX_YAML_BYTES);
+        let large = format!("{CLASS}{padding}\n");
+        let (specs, problems) = memo.check(&large, &underscore, false);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(specs.len(), 2);
+        assert_eq!(memo.len(), 1, "a large class is not kept");
+    }
 }
