@@ -101,39 +101,61 @@ pub enum ConfigError {
 /// networking) costs seconds and two warnings at every start. The
 /// provider's own credentials (the SDK's default chain, which ends with
 /// IMDS) are resolved lazily, on the first call signed with them: only
-/// `eks-auth` mode makes one.
+/// `eks-auth` mode makes one. With [`OwnCredentials::Unused`] the chain is
+/// not built at all, so its code stays out of an idle provider's memory and
+/// no call can be signed with the node's identity by mistake.
 ///
 /// Called once at start-up; the region and credentials it finds are replaced
 /// per store by [`StoreFactory::stores`].
 pub async fn load_base_config(
     app_id: &str,
     options: &FetchOptions,
+    own: OwnCredentials,
 ) -> Result<SdkConfig, ConfigError> {
     let app_name = AppName::new(app_id.to_owned()).map_err(|e| ConfigError::AppId {
         app_id: app_id.to_owned(),
         reason: e.to_string(),
     })?;
     let http_client = shared_https_client(options.max_concurrent_global.max(1));
-    // The SDK's default credentials chain resolves a region when it is
-    // built, through IMDS when none is configured: give it ours.
-    let own_credentials =
-        aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-            .configure(
-                aws_config::provider_config::ProviderConfig::default()
-                    .with_http_client(http_client.clone()),
-            )
-            .region(configured_region())
-            .build()
-            .await;
-    Ok(aws_config::defaults(BehaviorVersion::latest())
+    let loader = aws_config::defaults(BehaviorVersion::latest());
+    let loader = match own {
+        OwnCredentials::Unused => loader.no_credentials(),
+        OwnCredentials::DefaultChain => {
+            // The SDK's default credentials chain resolves a region when it
+            // is built, through IMDS when none is configured: give it ours.
+            let chain =
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .configure(
+                        aws_config::provider_config::ProviderConfig::default()
+                            .with_http_client(http_client.clone()),
+                    )
+                    .region(configured_region())
+                    .build()
+                    .await;
+            loader.credentials_provider(chain)
+        }
+    };
+    Ok(loader
         .region(configured_region())
-        .credentials_provider(own_credentials)
         .app_name(app_name)
         .http_client(http_client)
         .retry_config(RetryConfig::standard())
         .timeout_config(default_timeouts())
         .load()
         .await)
+}
+
+/// Whether any call is signed with the provider's own (the node's)
+/// credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnCredentials {
+    /// None is: IRSA's AssumeRoleWithWebIdentity is unsigned, the Pod
+    /// Identity Agent takes the pod's token, and the stores sign with the
+    /// pod's credentials.
+    Unused,
+    /// EKS Auth's AssumeRoleForPodIdentity is signed with them
+    /// (`--pod-identity-mode=eks-auth`).
+    DefaultChain,
 }
 
 /// The region named by the environment or the shared config file, if any;
@@ -414,8 +436,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_nodes_credentials_are_there_only_when_a_call_is_signed_with_them() {
+        let options = FetchOptions::default();
+        let unused = load_base_config("ascp-test", &options, OwnCredentials::Unused)
+            .await
+            .unwrap();
+        assert!(unused.credentials_provider().is_none());
+        let chain = load_base_config("ascp-test", &options, OwnCredentials::DefaultChain)
+            .await
+            .unwrap();
+        assert!(chain.credentials_provider().is_some());
+    }
+
+    #[tokio::test]
     async fn app_ids_are_checked() {
-        let bad = load_base_config("has space", &FetchOptions::default()).await;
+        let bad = load_base_config(
+            "has space",
+            &FetchOptions::default(),
+            OwnCredentials::Unused,
+        )
+        .await;
         assert!(matches!(bad, Err(ConfigError::AppId { .. })));
     }
 }
