@@ -448,9 +448,11 @@ pub fn parse(
 
 /// Classes kept by a [`Memo`].
 const MEMO_ENTRIES: usize = 64;
-/// Larger documents are checked every time: a hostile class must not make
-/// the memo hold much memory.
+/// Larger documents are checked every time.
 const MEMO_MAX_YAML_BYTES: usize = 16 * 1024;
+/// YAML bytes a [`Memo`] stands for, all classes together: what it holds
+/// grows with them, and hostile classes must not make it hold much.
+const MEMO_BUDGET_BYTES: usize = 256 * 1024;
 
 /// The process's memo of [`check`], used by every mount.
 static MEMO: Memo = Memo::new();
@@ -468,20 +470,27 @@ pub(super) fn check_memoized(
 /// was given.
 ///
 /// A node mounts the same few classes again and again (every replica, every
-/// rotation remount), and parsing their YAML was about 5% of a warm mount's
+/// rotation remount), and parsing their YAML was about 7% of a warm mount's
 /// instructions (benchmarks/README.md). The answer depends only on the
 /// arguments, so an answer found by their digest is the one `check` would
 /// give. Only classes without problems are kept (a broken class costs its
-/// sender, not the node), at most [`MEMO_ENTRIES`] of them, each of at most
-/// [`MEMO_MAX_YAML_BYTES`]; when full, the memo starts over.
+/// sender, not the node): at most [`MEMO_ENTRIES`] of them, each of at most
+/// [`MEMO_MAX_YAML_BYTES`] and together of at most [`MEMO_BUDGET_BYTES`].
+/// When a class does not fit, the memo starts over.
 pub(super) struct Memo {
     /// Empty until the first class is kept (`HashMap::new` is not `const`).
     classes: Mutex<Option<Classes>>,
 }
 
-/// A class's objects by the digest of its `objects`, `pathTranslation` and
-/// whether it has a `failoverRegion`.
-type Classes = HashMap<[u8; 32], Arc<[ObjectSpec]>>;
+/// The classes a [`Memo`] keeps.
+#[derive(Default)]
+struct Classes {
+    /// A class's objects by the digest of its `objects`, `pathTranslation`
+    /// and whether it has a `failoverRegion`.
+    by_digest: HashMap<[u8; 32], Arc<[ObjectSpec]>>,
+    /// The YAML bytes of the classes kept.
+    yaml_bytes: usize,
+}
 
 impl Memo {
     pub(super) const fn new() -> Self {
@@ -504,18 +513,22 @@ impl Memo {
         }
         let key = memo_key(yaml, translation, has_failover_region);
         let classes = || self.classes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(specs) = classes().as_ref().and_then(|m| m.get(&key)) {
+        if let Some(specs) = classes().as_ref().and_then(|c| c.by_digest.get(&key)) {
             return (specs.clone(), Vec::new());
         }
         let (specs, problems) = check(yaml, translation, has_failover_region);
         let specs: Arc<[ObjectSpec]> = specs.into();
         if problems.is_empty() {
             let mut classes = classes();
-            let map = classes.get_or_insert_with(HashMap::new);
-            if map.len() >= MEMO_ENTRIES {
-                map.clear();
+            let kept = classes.get_or_insert_with(Classes::default);
+            if kept.by_digest.len() >= MEMO_ENTRIES
+                || kept.yaml_bytes + yaml.len() > MEMO_BUDGET_BYTES
+            {
+                *kept = Classes::default();
             }
-            map.insert(key, specs.clone());
+            if kept.by_digest.insert(key, specs.clone()).is_none() {
+                kept.yaml_bytes += yaml.len();
+            }
         }
         (specs, problems)
     }
@@ -526,7 +539,7 @@ impl Memo {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or(0, HashMap::len)
+            .map_or(0, |c| c.by_digest.len())
     }
 }
 
@@ -1299,6 +1312,23 @@ mod tests {
         assert_eq!(memo.len(), MEMO_ENTRIES);
         memo.check(CLASS, &underscore, false);
         assert_eq!(memo.len(), 1, "a full memo starts over");
+
+        // Large classes fill the byte budget before the count.
+        let memo = Memo::new();
+        let filler = "#".repeat(MEMO_MAX_YAML_BYTES - 200);
+        let per_budget = MEMO_BUDGET_BYTES / MEMO_MAX_YAML_BYTES;
+        for i in 0..per_budget {
+            let class = format!("- objectName: s{i}\n  objectType: secretsmanager\n{filler}\n");
+            memo.check(&class, &underscore, false);
+        }
+        assert_eq!(memo.len(), per_budget);
+        let class = format!("- objectName: last\n  objectType: secretsmanager\n{filler}\n");
+        memo.check(&class, &underscore, false);
+        assert_eq!(
+            memo.len(),
+            1,
+            "a class over the byte budget starts the memo over"
+        );
 
         let padding = "#".repeat(MEMO_MAX_YAML_BYTES);
         let large = format!("{CLASS}{padding}\n");
