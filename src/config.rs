@@ -112,7 +112,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent_fetches_per_mount: u32,
 
-    /// AWS calls in flight at once in the whole process.
+    /// AWS calls in flight at once in the whole process: the stores', STS's
+    /// and EKS Auth's together.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_concurrent_fetches: u32,
 

@@ -140,7 +140,9 @@ async fn build_backend(
             format!("ascp: cannot configure the Kubernetes client (not in a cluster and KUBECONFIG is not set): {e}")
         })?,
     };
-    let identity = ascp::identity::setup::backend(&settings, &base, kube_config)?;
     let stores = ascp::aws::StoreFactory::new(&base, args.fetch_options());
+    // One bound on AWS calls in flight for the stores and the identity.
+    let identity =
+        ascp::identity::setup::backend(&settings, &base, kube_config, stores.call_bound())?;
     Ok((Arc::new(identity), Arc::new(stores)))
 }

@@ -1,9 +1,12 @@
 //! How many AWS calls may be in flight: per mount and region (the stores
 //! built by one `StoreFactory::stores` call, which the identity backend makes
-//! once per mount and region, share one gate) and for the whole process.
+//! once per mount and region, share one gate) and for the whole process
+//! ([`CallBound`]: the stores' calls and the identity's STS and EKS Auth
+//! calls together).
 //!
-//! Every AWS call holds one permit of each for exactly its own duration, never
-//! while waiting on another call, so the two limits cannot deadlock.
+//! Every AWS call holds one permit of each limit it is under for exactly its
+//! own duration, never while waiting on another call, so the limits cannot
+//! deadlock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +19,8 @@ pub struct FetchOptions {
     /// AWS calls in flight at once for one mount in one region, both stores
     /// together. 0 counts as 1.
     pub max_concurrent_per_mount: usize,
-    /// AWS calls in flight at once in the whole process. 0 counts as 1.
+    /// AWS calls in flight at once in the whole process, the identity's STS
+    /// and EKS Auth calls included ([`CallBound`]). 0 counts as 1.
     pub max_concurrent_global: usize,
     /// Read Secrets Manager objects without a pinned version or label with
     /// BatchGetSecretValue (beyond ASCP; needs that IAM permission).
@@ -54,24 +58,52 @@ impl Default for FetchOptions {
     }
 }
 
+/// The process-wide bound on AWS calls in flight
+/// (`--max-concurrent-fetches`). The stores take their permits from it, and
+/// the identity backend its STS and EKS Auth calls: in a node's start-up
+/// burst every mount is a first mount, and without the bound each would open
+/// its own connection to STS at once. Cheap to clone; clones share permits.
+#[derive(Clone, Debug)]
+pub struct CallBound(Arc<Semaphore>);
+
+impl CallBound {
+    /// A bound of `options.max_concurrent_global` calls (0 counts as 1).
+    pub fn new(options: &FetchOptions) -> Self {
+        CallBound(Arc::new(Semaphore::new(
+            options
+                .max_concurrent_global
+                .clamp(1, Semaphore::MAX_PERMITS),
+        )))
+    }
+
+    /// Makes one call once a permit is held, building its future only then
+    /// and on the heap, as [`Gate::call`] does. The semaphore is never
+    /// closed; if acquiring ever failed, the call would go ahead.
+    pub async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
+        let _permit = self.0.acquire().await.ok();
+        Box::pin(call()).await
+    }
+}
+
 /// The process-wide limit and the per-fetch size, shared by every store of a
 /// factory.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
     per_fetch: usize,
-    global: Arc<Semaphore>,
+    global: CallBound,
 }
 
 impl Limits {
     pub(crate) fn new(options: &FetchOptions) -> Self {
         Limits {
             per_fetch: options.max_concurrent_per_mount.max(1),
-            global: Arc::new(Semaphore::new(
-                options
-                    .max_concurrent_global
-                    .clamp(1, Semaphore::MAX_PERMITS),
-            )),
+            global: CallBound::new(options),
         }
+    }
+
+    /// The process-wide bound, to share with the identity backend.
+    pub(crate) fn bound(&self) -> CallBound {
+        self.global.clone()
     }
 
     /// The gate for one mount in one region: its own limit, under the
@@ -79,7 +111,7 @@ impl Limits {
     pub(crate) fn for_mount(&self) -> Gate {
         Gate {
             local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
-            global: self.global.clone(),
+            global: self.global.0.clone(),
         }
     }
 }
@@ -150,6 +182,36 @@ mod tests {
         }
         futures::future::join_all(all).await;
         max.load(Ordering::SeqCst)
+    }
+
+    // The identity's calls and the stores' take from one bound.
+    #[tokio::test(start_paused = true)]
+    async fn identity_calls_share_the_process_wide_bound() {
+        let limits = Limits::new(&FetchOptions {
+            max_concurrent_per_mount: 10,
+            max_concurrent_global: 3,
+            ..FetchOptions::default()
+        });
+        let bound = limits.bound();
+        let now = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let busy = || {
+            let (now, max) = (now.clone(), max.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let gate = limits.for_mount();
+        let mut all: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+        for _ in 0..4 {
+            all.push(Box::pin(gate.call(busy)));
+            all.push(Box::pin(bound.call(busy)));
+        }
+        futures::future::join_all(all).await;
+        assert_eq!(max.load(Ordering::SeqCst), 3);
     }
 
     // Paused clock: the sleeps only keep every task in flight at once.

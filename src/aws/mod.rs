@@ -55,7 +55,7 @@ use crate::store::{
 
 use clients::shared_https_client;
 use clients::{ByCredentials, StoreClients};
-pub use limits::FetchOptions;
+pub use limits::{CallBound, FetchOptions};
 use limits::{Gate, Limits};
 use parameter_store::ParameterStore;
 use secrets_manager::{Batching, SecretsManagerStore};
@@ -222,6 +222,13 @@ impl StoreFactory {
             checks: Arc::new(VersionChecks::new(options.rotation_check_window)),
             clients: Arc::new(ByCredentials::new()),
         }
+    }
+
+    /// The process-wide bound its stores' calls take permits from: the
+    /// identity backend's STS and EKS Auth calls must take theirs from it
+    /// too, so that `--max-concurrent-fetches` bounds every AWS call.
+    pub fn call_bound(&self) -> CallBound {
+        self.limits.bound()
     }
 
     /// The same factory, remembering batch denials for `ttl` instead of

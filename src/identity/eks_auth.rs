@@ -18,6 +18,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
+use crate::aws::CallBound;
 use crate::aws::classify;
 use crate::aws::clients::ByRegion;
 use crate::error::Error;
@@ -31,6 +32,8 @@ pub struct EksAuth {
     cluster: String,
     /// One client per region, built once.
     clients: Arc<ByRegion<aws_sdk_eksauth::Client>>,
+    /// The process-wide bound on AWS calls in flight, shared with the stores.
+    bound: CallBound,
 }
 
 /// Credentials and the role they act as.
@@ -42,12 +45,14 @@ pub struct PodCredentials {
 }
 
 impl EksAuth {
-    /// Calls for cluster `cluster`, signed with `base`'s credentials.
-    pub fn new(base: &SdkConfig, cluster: &str) -> Self {
+    /// Calls for cluster `cluster`, signed with `base`'s credentials, each
+    /// under `bound`.
+    pub fn new(base: &SdkConfig, cluster: &str, bound: CallBound) -> Self {
         Self {
             base: Arc::new(base.clone()),
             cluster: cluster.to_owned(),
             clients: Arc::new(ByRegion::new()),
+            bound,
         }
     }
 
@@ -82,11 +87,15 @@ impl EksAuth {
                 .build();
             aws_sdk_eksauth::Client::from_conf(config)
         });
-        let out = client
-            .assume_role_for_pod_identity()
-            .cluster_name(cluster)
-            .token(token.expose())
-            .send()
+        let out = self
+            .bound
+            .call(|| {
+                client
+                    .assume_role_for_pod_identity()
+                    .cluster_name(cluster)
+                    .token(token.expose())
+                    .send()
+            })
             .await
             .map_err(|e| {
                 let cause = classify::sdk_error("AssumeRoleForPodIdentity", &e);

@@ -68,16 +68,18 @@ pub struct IdentityBackend {
 }
 
 impl IdentityBackend {
-    /// A backend calling STS with `base`'s settings, reading the Kubernetes
-    /// API through `kube`, and caching at most `cache_capacity` credentials.
+    /// A backend calling STS with `base`'s settings (each call under
+    /// `bound`, the stores' process-wide bound), reading the Kubernetes API
+    /// through `kube`, and caching at most `cache_capacity` credentials.
     pub fn new(
         base: &SdkConfig,
         kube: KubeLookups,
         pod_identity: PodIdentitySource,
         cache_capacity: u64,
+        bound: crate::aws::CallBound,
     ) -> Self {
         Self {
-            sts: Sts::new(base),
+            sts: Sts::new(base, bound),
             kube,
             pod_identity,
             cache: CredentialCache::new(cache_capacity),

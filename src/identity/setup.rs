@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
+use crate::aws::CallBound;
 use crate::identity::pod_identity::{AgentClient, AgentConfig};
 use crate::identity::{self, IdentityBackend, PodIdentitySource};
 
@@ -36,11 +37,13 @@ pub enum PodIdentitySettings {
 }
 
 /// The backend: STS from `base`, Kubernetes lookups through `kube_config`,
-/// Pod Identity as `settings` say. Errors are one line for the operator.
+/// Pod Identity as `settings` say; its AWS calls (STS, EKS Auth) under
+/// `bound`, the stores' process-wide bound. Errors are one line for the operator.
 pub fn backend(
     settings: &Settings,
     base: &SdkConfig,
     mut kube_config: kube::Config,
+    bound: CallBound,
 ) -> Result<IdentityBackend, String> {
     // The defaults suit watches (minutes); our calls are single GETs.
     kube_config.connect_timeout = Some(Duration::from_secs(5));
@@ -66,7 +69,11 @@ pub fn backend(
             (PodIdentitySource::Agent(agent), "agent")
         }
         PodIdentitySettings::EksAuth { cluster } => (
-            PodIdentitySource::EksAuth(identity::eks_auth::EksAuth::new(base, cluster)),
+            PodIdentitySource::EksAuth(identity::eks_auth::EksAuth::new(
+                base,
+                cluster,
+                bound.clone(),
+            )),
             "eks-auth",
         ),
     };
@@ -81,5 +88,6 @@ pub fn backend(
         lookups,
         pod_identity,
         settings.cache_capacity,
+        bound,
     ))
 }

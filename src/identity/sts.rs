@@ -19,6 +19,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
+use crate::aws::CallBound;
 use crate::aws::classify;
 use crate::aws::clients::ByRegion;
 use crate::error::Error;
@@ -35,14 +36,17 @@ pub struct Sts {
     /// Clients without credentials of their own (AssumeRoleWithWebIdentity
     /// is not signed), one per region, built once.
     unsigned: Arc<ByRegion<aws_sdk_sts::Client>>,
+    /// The process-wide bound on AWS calls in flight, shared with the stores.
+    bound: CallBound,
 }
 
 impl Sts {
-    /// STS clients built from `base`.
-    pub fn new(base: &SdkConfig) -> Self {
+    /// STS clients built from `base`, each call under `bound`.
+    pub fn new(base: &SdkConfig, bound: CallBound) -> Self {
         Self {
             base: base.clone(),
             unsigned: Arc::new(ByRegion::new()),
+            bound,
         }
     }
 
@@ -83,13 +87,17 @@ impl Sts {
                 "IRSA: STS AssumeRoleWithWebIdentity into {role_arn} for {who} in {region} failed"
             )
         };
+        let client = self.client(region, None);
         let out = self
-            .client(region, None)
-            .assume_role_with_web_identity()
-            .role_arn(role_arn)
-            .role_session_name(session_name)
-            .web_identity_token(token.expose())
-            .send()
+            .bound
+            .call(|| {
+                client
+                    .assume_role_with_web_identity()
+                    .role_arn(role_arn)
+                    .role_session_name(session_name)
+                    .web_identity_token(token.expose())
+                    .send()
+            })
             .await
             .map_err(|e| sts_error("AssumeRoleWithWebIdentity", &e, what()))?;
         tracing::debug!(role = role_arn, region, "assumed role with web identity");
@@ -112,13 +120,17 @@ impl Sts {
                 "assumeRoleArn: STS AssumeRole into {role_arn} with the credentials of {who} in {region} failed"
             )
         };
+        let client = self.client(region, Some(SharedCredentialsProvider::new(credentials)));
         let out = self
-            .client(region, Some(SharedCredentialsProvider::new(credentials)))
-            .assume_role()
-            .role_arn(role_arn)
-            .role_session_name(session_name)
-            .set_external_id(external_id.map(str::to_owned))
-            .send()
+            .bound
+            .call(|| {
+                client
+                    .assume_role()
+                    .role_arn(role_arn)
+                    .role_session_name(session_name)
+                    .set_external_id(external_id.map(str::to_owned))
+                    .send()
+            })
             .await
             .map_err(|e| sts_error("AssumeRole", &e, what()))?;
         tracing::debug!(role = role_arn, region, "assumed chained role");
