@@ -15,8 +15,9 @@
 //!   all-or-nothing rule: every object is fetched before anything is
 //!   written.
 //! - [`spc`]: turns the request's attributes and the SecretProviderClass
-//!   `objects` YAML into typed, validated descriptors, and decides file names
-//!   and modes. All input here is hostile and bounded.
+//!   `objects` YAML into typed, validated descriptors (remembered per class),
+//!   and decides file names and modes. All input here is hostile and
+//!   bounded.
 //! - [`store`]: the contracts a mount calls through: [`store::Identity`]
 //!   (the pod's region and credentials), [`store::OpenStores`] (a region's
 //!   stores for those credentials) and [`store::Store`] (fetch a list of
@@ -26,8 +27,10 @@
 //!   EKS Auth), optional role chaining, a credential cache; the pod's region
 //!   from its node. Implements [`store::Identity`].
 //! - [`aws`]: the Secrets Manager and Parameter Store stores on the AWS SDK:
-//!   concurrent and batched reads, the rotation check, error classification;
-//!   its store factory implements [`store::OpenStores`].
+//!   concurrent and batched reads, the rotation check, error classification,
+//!   and the process-wide bound on AWS calls, which the identity's STS and
+//!   EKS Auth calls share; its store factory implements
+//!   [`store::OpenStores`].
 //! - [`jmes`]: extracts JSON keys with JMESPath, bounded in size and depth.
 //! - [`output`]: writes the files atomically inside the target directory
 //!   without ever following a symlink, or hands them to the driver.
