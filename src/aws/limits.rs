@@ -77,7 +77,7 @@ impl CallBound {
     }
 
     /// Makes one call once a permit is held, building its future only then
-    /// and on the heap, as [`Gate::call`] does. The semaphore is never
+    /// and on the heap, as a fetch's gate does. The semaphore is never
     /// closed; if acquiring ever failed, the call would go ahead.
     pub async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
         let _permit = self.0.acquire().await.ok();

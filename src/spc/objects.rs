@@ -29,7 +29,7 @@
 //! expansion are capped (see the constants), so a hostile document costs
 //! little and cannot exhaust the stack.
 //!
-//! Mounts check through a bounded memo ([`Memo`]): a class that passed is
+//! Mounts check through a bounded memo (`Memo`): a class that passed is
 //! not parsed again while it is kept, since the answer depends only on its
 //! text, its `pathTranslation` and whether it has a `failoverRegion`.
 
