@@ -123,12 +123,7 @@ async fn build_backend(
         args.eks_addon_version.as_str()
     };
     let app_id = format!("{}-{version}", ascp::PROGRAM);
-    let own = match settings.pod_identity {
-        ascp::identity::setup::PodIdentitySettings::EksAuth { .. } => {
-            ascp::aws::OwnCredentials::DefaultChain
-        }
-        ascp::identity::setup::PodIdentitySettings::Agent(_) => ascp::aws::OwnCredentials::Unused,
-    };
+    let own = settings.pod_identity.own_credentials();
     let base = ascp::aws::load_base_config(&app_id, &args.fetch_options(), own)
         .await
         .map_err(|e| format!("ascp: {e}"))?;

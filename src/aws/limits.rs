@@ -158,30 +158,36 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    async fn peak(limits: &Limits, fetches: usize, calls: usize) -> usize {
-        let now = Arc::new(AtomicUsize::new(0));
-        let max = Arc::new(AtomicUsize::new(0));
-        let run = |gate: Arc<Gate>| {
-            let (now, max) = (now.clone(), max.clone());
-            async move {
-                gate.call(|| async {
-                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(n, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    now.fetch_sub(1, Ordering::SeqCst);
-                })
-                .await
-            }
-        };
-        let mut all = Vec::new();
-        for _ in 0..fetches {
-            let gate = Arc::new(limits.for_mount());
-            for _ in 0..calls {
-                all.push(run(gate.clone()));
-            }
+    /// Counts the calls in flight and the most seen at once.
+    #[derive(Default)]
+    struct InFlight {
+        now: AtomicUsize,
+        max: AtomicUsize,
+    }
+
+    impl InFlight {
+        /// One call, in flight across a sleep, so that calls started together
+        /// overlap (on a paused clock the sleep takes no time).
+        async fn call(&self) {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
         }
+
+        fn max(&self) -> usize {
+            self.max.load(Ordering::SeqCst)
+        }
+    }
+
+    async fn peak(limits: &Limits, fetches: usize, calls: usize) -> usize {
+        let counter = &InFlight::default();
+        let gates: Vec<Gate> = (0..fetches).map(|_| limits.for_mount()).collect();
+        let all = gates
+            .iter()
+            .flat_map(|gate| (0..calls).map(move |_| gate.call(|| counter.call())));
         futures::future::join_all(all).await;
-        max.load(Ordering::SeqCst)
+        counter.max()
     }
 
     // The identity's calls and the stores' take from one bound.
@@ -192,26 +198,13 @@ mod tests {
             max_concurrent_global: 3,
             ..FetchOptions::default()
         });
-        let bound = limits.bound();
-        let now = Arc::new(AtomicUsize::new(0));
-        let max = Arc::new(AtomicUsize::new(0));
-        let busy = || {
-            let (now, max) = (now.clone(), max.clone());
-            async move {
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                max.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-            }
-        };
-        let gate = limits.for_mount();
-        let mut all: Vec<std::pin::Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
-        for _ in 0..4 {
-            all.push(Box::pin(gate.call(busy)));
-            all.push(Box::pin(bound.call(busy)));
-        }
-        futures::future::join_all(all).await;
-        assert_eq!(max.load(Ordering::SeqCst), 3);
+        let (gate, bound) = (limits.for_mount(), limits.bound());
+        let counter = &InFlight::default();
+        futures::join!(
+            futures::future::join_all((0..4).map(|_| gate.call(|| counter.call()))),
+            futures::future::join_all((0..4).map(|_| bound.call(|| counter.call()))),
+        );
+        assert_eq!(counter.max(), 3);
     }
 
     // Paused clock: the sleeps only keep every task in flight at once.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 
-use crate::aws::CallBound;
+use crate::aws::{CallBound, OwnCredentials};
 use crate::identity::pod_identity::{AgentClient, AgentConfig};
 use crate::identity::{self, IdentityBackend, PodIdentitySource};
 
@@ -34,6 +34,17 @@ pub enum PodIdentitySettings {
         /// The EKS cluster's name.
         cluster: String,
     },
+}
+
+impl PodIdentitySettings {
+    /// Whether a call is signed with the node's own credentials: EKS Auth's
+    /// AssumeRoleForPodIdentity is; the agent takes the pod's token.
+    pub fn own_credentials(&self) -> OwnCredentials {
+        match self {
+            Self::Agent(_) => OwnCredentials::Unused,
+            Self::EksAuth { .. } => OwnCredentials::DefaultChain,
+        }
+    }
 }
 
 /// The backend: STS from `base`, Kubernetes lookups through `kube_config`,
