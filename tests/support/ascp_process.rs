@@ -154,6 +154,38 @@ impl AscpProcess {
         None
     }
 
+    /// The process's memory as the kernel reports it: resident now
+    /// (`VmRSS`) and its peak so far (`VmHWM`), in KiB. Tests of hostile
+    /// input assert the peak: it is an exact property of the run, unlike
+    /// any duration.
+    pub fn memory(&self) -> Memory {
+        let pid = self.lock().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        };
+        Memory {
+            rss_kib: kib("VmRSS:"),
+            hwm_kib: kib("VmHWM:"),
+        }
+    }
+
+    /// Asserts that the process's peak resident memory so far is at most
+    /// `mib` MiB, naming `what` ran.
+    pub fn assert_peak_below_mib(&self, mib: u64, what: &str) {
+        let memory = self.memory();
+        assert!(
+            memory.hwm_kib <= mib * 1024,
+            "{what}: ascp's VmHWM is {} KiB, above the bound of {mib} MiB",
+            memory.hwm_kib
+        );
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&self) -> bool {
         matches!(self.lock().try_wait(), Ok(None))
@@ -162,6 +194,13 @@ impl AscpProcess {
     fn lock(&self) -> std::sync::MutexGuard<'_, Child> {
         self.child.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A reading of a process's memory, in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
 }
 
 impl Drop for AscpProcess {
