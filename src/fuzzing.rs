@@ -111,6 +111,10 @@ pub fn objects(data: &[u8]) {
 /// (the whole input is the value when there is no NUL). The expression goes
 /// through [`jmes::check_expression`] and [`jmes::Document::extract`], the
 /// value through [`jmes::Document::parse`] and the one-shot [`jmes::extract`].
+/// Beyond "no panic": a result is within the value bound and was reached
+/// within the work bound, and an evaluation under far smaller bounds either
+/// is refused or gives the very same result (bounds refuse, they never
+/// alter).
 pub fn jmespath(data: &[u8]) {
     let (expr, value) = match data.iter().position(|b| *b == 0) {
         Some(i) => (&data[..i], &data[i + 1..]),
@@ -130,11 +134,40 @@ pub fn jmespath(data: &[u8]) {
         if extracted.is_ok() {
             assert!(checked.is_ok(), "an expression refused by the check ran");
         }
+        jmespath_within_bounds(&document, &expr);
     } else {
         assert!(
             one_shot.is_err(),
             "extraction from a value that is not JSON"
         );
+    }
+}
+
+/// The budget properties of one evaluation (see [`jmespath`]).
+fn jmespath_within_bounds(document: &jmes::Document, expr: &str) {
+    const SMALL: jmes::Limits = jmes::Limits {
+        value_bytes: 256,
+        value_elements: 32,
+        value_depth: 8,
+        work: 256,
+    };
+    let full = document.extract_within(expr, jmes::LIMITS);
+    if let Ok((value, work)) = &full {
+        assert!(
+            value.len() as u64 <= jmes::MAX_VALUE_BYTES,
+            "a result over the bound"
+        );
+        assert!(*work <= jmes::MAX_WORK, "an evaluation over the work bound");
+    }
+    if let Ok((value, work)) = document.extract_within(expr, SMALL) {
+        assert!(
+            value.len() as u64 <= SMALL.value_bytes,
+            "a result over a small bound"
+        );
+        assert!(work <= SMALL.work, "an evaluation over a small work bound");
+        let (full, full_work) = full.expect("refused under the full bounds, not under small ones");
+        assert_eq!(value.expose(), full.expose(), "the bounds changed a result");
+        assert_eq!(work, full_work, "the bounds changed the work");
     }
 }
 

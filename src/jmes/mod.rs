@@ -71,7 +71,8 @@ mod shape;
 mod value;
 
 use crate::secret::SecretBytes;
-use eval::{Eval, Limits};
+use eval::Eval;
+pub(crate) use eval::Limits;
 use value::Val;
 
 /// Longest JMESPath expression accepted.
@@ -95,7 +96,8 @@ pub const MAX_VALUE_DEPTH: u32 = 160;
 /// Most steps of one evaluation.
 pub const MAX_WORK: u64 = 4 * 1024 * 1024;
 
-const LIMITS: Limits = Limits {
+/// The bounds every evaluation runs under.
+pub(crate) const LIMITS: Limits = Limits {
     value_bytes: MAX_VALUE_BYTES,
     value_elements: MAX_VALUE_ELEMENTS,
     value_depth: MAX_VALUE_DEPTH,
@@ -187,7 +189,11 @@ impl Document {
     }
 
     /// [`Document::extract`] under `limits`; also returns the steps taken.
-    fn extract_within(&self, expr: &str, limits: Limits) -> Result<(SecretBytes, u64), String> {
+    pub(crate) fn extract_within(
+        &self,
+        expr: &str,
+        limits: Limits,
+    ) -> Result<(SecretBytes, u64), String> {
         let compiled = compile(expr)?;
         let mut eval = Eval::new(limits);
         let result = eval.eval(compiled.as_ast(), &self.data)?;
