@@ -31,7 +31,8 @@
 //!   and the process-wide bound on AWS calls, which the identity's STS and
 //!   EKS Auth calls share; its store factory implements
 //!   [`store::OpenStores`].
-//! - [`jmes`]: extracts JSON keys with JMESPath, bounded in size and depth.
+//! - [`jmes`]: extracts JSON keys with JMESPath, with its own interpreter
+//!   bounded in size, depth, amplification and work.
 //! - [`output`]: writes the files atomically inside the target directory
 //!   without ever following a symlink, or hands them to the driver.
 //! - [`error`]: the one error type and its mapping to gRPC status codes.

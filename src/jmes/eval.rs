@@ -505,9 +505,8 @@ impl Eval {
             "max" | "min" => {
                 let a = array(0)?;
                 self.charge(a.items.len() as u64)?;
-                let kind = sortable_kind(&a.items)
+                sortable_kind(&a.items)
                     .ok_or_else(|| invalid(0, "an array of numbers or of strings"))?;
-                let _ = kind;
                 let want = if name == "max" {
                     Ordering::Greater
                 } else {
