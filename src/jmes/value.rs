@@ -151,42 +151,9 @@ impl Val {
     }
 
     /// Converts a literal of the parsed expression (depth bounded by the
-    /// expression's nesting bound).
+    /// expression's nesting bound) through its JSON form.
     pub fn from_literal(v: &jmespath::Variable) -> Val {
-        use jmespath::Variable;
-        match v {
-            Variable::Null | Variable::Expref(_) => Val::Null,
-            Variable::Bool(b) => Val::Bool(*b),
-            Variable::Number(n) => Val::Num(n.clone()),
-            Variable::String(s) => Val::string(s.as_str()),
-            Variable::Array(items) => {
-                let mut b = Sizer::array();
-                let items = items
-                    .iter()
-                    .map(|i| {
-                        let v = Val::from_literal(i);
-                        b.add(None, &v);
-                        v
-                    })
-                    .collect();
-                Val::Arr(Arc::new(Array {
-                    items,
-                    size: b.size,
-                }))
-            }
-            Variable::Object(map) => {
-                let mut b = Sizer::object();
-                let map = map
-                    .iter()
-                    .map(|(k, i)| {
-                        let v = Val::from_literal(i);
-                        b.add(Some(k), &v);
-                        (Arc::from(k.as_str()), v)
-                    })
-                    .collect();
-                Val::Obj(Arc::new(Object { map, size: b.size }))
-            }
-        }
+        serde_json::to_value(v).map_or(Val::Null, |json| Val::from_json(&json))
     }
 }
 
