@@ -83,7 +83,7 @@ fn install(tools: Tools) -> Result<(), String> {
     }
     if !tools.marker().exists() {
         // Straight to stderr, past the test harness's capture: a first install
-        // takes a minute or two, and the developer should know why.
+        // takes a few minutes, and the developer should know why.
         let _ = writeln!(
             std::io::stderr(),
             "ascp tests: installing the test tools into {} ({}; once)",
