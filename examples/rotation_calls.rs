@@ -1,7 +1,7 @@
 //! What rotation costs on driver v1.6, in calls: the scenarios of issue 11
 //! (`tests/support/rotation.rs`, whose counts `tests/rotation.rs` asserts)
 //! run through the `ascp` binary against moto, and printed as a Markdown
-//! table for the README and `benchmarks/README.md`.
+//! table for docs/how-it-works.md and `benchmarks/README.md`.
 //!
 //! - one pod, 40 secrets + 25 parameters, 5 unchanged remounts without
 //!   versions: calls per remount, default and with

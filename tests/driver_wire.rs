@@ -135,9 +135,11 @@ fn assert_mounted(dir: &Path) {
     );
 }
 
-/// The shared virtualenv's interpreter, with every client package importable.
+/// The shared virtualenv's interpreter, with every client package importable
+/// (installed first if they are not).
 fn python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    support::venv::ensure(support::venv::Tools::Clients);
+    let python = support::venv::venv().join("bin/python");
     let ok = Command::new(&python)
         .args([
             "-c",

@@ -607,3 +607,68 @@ fn missing_moto_is_a_clear_failure() {
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("scripts/install-moto.sh"), "{message}");
 }
+
+/// A scratch repository whose `scripts/` hold `scripts` (name, body).
+fn scratch_repo(scripts: &[(&str, &str)]) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().expect("create a scratch repository");
+    std::fs::create_dir(repo.path().join("scripts")).expect("create scripts/");
+    for (name, body) in scripts {
+        std::fs::write(repo.path().join("scripts").join(name), body).expect("write a script");
+    }
+    repo
+}
+
+#[test]
+fn failed_install_is_a_clear_failure() {
+    // What `cargo test` on a machine without network access meets.
+    let repo = scratch_repo(&[(
+        "install-moto.sh",
+        "echo 'install-moto.sh: error: pip could not install moto (is PyPI reachable?)' >&2\nexit 1\n",
+    )]);
+    let message = support::venv::run_scripts(repo.path(), &["scripts/install-moto.sh"])
+        .expect_err("a failing script fails the install");
+    for needle in [
+        "scripts/install-moto.sh",
+        "exited with exit status: 1",
+        "is PyPI reachable?",
+        "bash scripts/install-moto.sh && bash scripts/install-clients.sh",
+        "python3 (3.10 or newer, with venv and pip)",
+        "ASCP_MOTO_SERVER",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    // A script that fails stops the sequence: the next one never runs.
+    let repo = scratch_repo(&[
+        ("install-moto.sh", "exit 3\n"),
+        ("install-clients.sh", "touch ran\n"),
+    ]);
+    let message = support::venv::run_scripts(
+        repo.path(),
+        &["scripts/install-moto.sh", "scripts/install-clients.sh"],
+    )
+    .expect_err("the first script fails");
+    assert!(message.contains("exit status: 3"), "{message}");
+    assert!(!repo.path().join("ran").exists());
+}
+
+#[test]
+fn installs_take_turns() {
+    // Eight installers at once, as test binaries starting together: the
+    // script sees no other run in progress (`busy` is its own marker) and
+    // runs exactly eight times.
+    let repo = scratch_repo(&[(
+        "install-moto.sh",
+        "if [ -e busy ]; then echo overlap >> log; fi\n\
+         touch busy\necho run >> log\nrm busy\n",
+    )]);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                support::venv::run_scripts(repo.path(), &["scripts/install-moto.sh"])
+                    .expect("the script succeeds")
+            });
+        }
+    });
+    let log = std::fs::read_to_string(repo.path().join("log")).expect("read the log");
+    assert_eq!(log, "run\n".repeat(8));
+}

@@ -20,6 +20,8 @@
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
 //! - [`rotation`]: the rotation scenarios (one pod, many pods under two
 //!   roles) through the real binary, counting AWS and Kubernetes calls.
+//! - [`venv`]: installs moto and the Python clients into `.venv` on first
+//!   use, through the pinned scripts, one process at a time.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -37,6 +39,7 @@ pub mod proxy;
 pub mod rotation;
 pub mod seed;
 pub mod stub_server;
+pub mod venv;
 
 pub use moto::{
     MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,

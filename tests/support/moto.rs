@@ -1,9 +1,10 @@
 //! A moto server (the AWS emulator from PyPI) per test, and SDK configs that
 //! point at it.
 //!
-//! moto is installed into `<repo>/.venv` by `scripts/install-moto.sh`; set
-//! `ASCP_MOTO_SERVER` to use another `moto_server` executable. A missing moto
-//! is a test failure, never a silent skip.
+//! moto is installed into `<repo>/.venv` by `scripts/install-moto.sh`, which
+//! the first test to need it runs ([`super::venv`]); set `ASCP_MOTO_SERVER` to
+//! use another `moto_server` executable. A moto that is missing and cannot be
+//! installed is a test failure, never a silent skip.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -187,15 +188,19 @@ enum Retry {
     Fatal(String),
 }
 
-/// The moto_server executable: `$ASCP_MOTO_SERVER`, else the project's venv.
-/// Panics, saying how to install moto, if it is not there.
+/// The moto_server executable: `$ASCP_MOTO_SERVER`, else the project's venv
+/// (installed there first if it is not). Panics, saying how to install moto,
+/// if it is not there.
 pub fn moto_binary() -> PathBuf {
     match std::env::var_os("ASCP_MOTO_SERVER") {
         Some(path) => moto_binary_at(Path::new(&path), "$ASCP_MOTO_SERVER"),
-        None => moto_binary_at(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"),
-            "the project's virtualenv",
-        ),
+        None => {
+            super::venv::ensure(super::venv::Tools::Moto);
+            moto_binary_at(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"),
+                "the project's virtualenv",
+            )
+        }
     }
 }
 
