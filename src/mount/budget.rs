@@ -203,7 +203,7 @@ impl MountBytes {
     /// built, the mount holds no more than them.
     pub fn settle(&self) {
         let mut state = self.lock();
-        let spare = state.held().saturating_sub(state.counted.max(1));
+        let spare = state.held().saturating_sub(state.counted);
         if spare > 0
             && let Some(held) = &mut state.held
             && let Some(freed) = held.split(spare)
