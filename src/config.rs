@@ -117,6 +117,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_concurrent_fetches: u32,
 
+    /// Most bytes of file content one mount may hold (fetched values, decoded
+    /// values, jmesPath results, path matches), in bytes or with a Ki, Mi or
+    /// Gi suffix. Default 8Mi; with --driver-writes-secrets, 4Mi less 64Ki
+    /// (what the driver reads in one response).
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_mount_bytes: Option<usize>,
+
+    /// Most bytes of file content all mounts in flight may hold together; a
+    /// mount waits for room within its deadline. Bytes or Ki, Mi, Gi.
+    #[arg(long, default_value = "32Mi", value_parser = parse_bytes)]
+    pub max_inflight_bytes: usize,
+
     /// Address of the HTTP endpoints /metrics, /healthz and /readyz; empty
     /// disables them.
     #[arg(long, default_value = "0.0.0.0:8989", value_parser = check_metrics_addr)]
@@ -285,6 +297,28 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
+/// A size in bytes: digits, optionally followed by `Ki`, `Mi` or `Gi`
+/// (powers of 1024, as Kubernetes quantities); from 1 byte to 4Gi less one.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let bad = || format!("{s:?} is not a size in bytes from 1 to 4Gi (e.g. 1048576, 512Ki, 8Mi)");
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, ""),
+    };
+    let scale: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(scale)
+        .filter(|b| (1..=u64::from(u32::MAX)).contains(b))
+        .map(|b| b as usize)
+        .ok_or_else(bad)
+}
+
 fn check_metrics_addr(s: &str) -> Result<String, String> {
     if s.is_empty() || s.parse::<std::net::SocketAddr>().is_ok() {
         Ok(s.to_owned())
@@ -364,6 +398,36 @@ mod tests {
         assert_eq!(cli.serve.burst, 10);
         assert!(Cli::try_parse_from(["ascp", "--driver-writes-secrets=maybe"]).is_err());
         assert!(Cli::try_parse_from(["ascp", "--pod-identity-http-timeout=soon"]).is_err());
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("512Ki"), Ok(512 << 10));
+        assert_eq!(parse_bytes("8Mi"), Ok(8 << 20));
+        assert_eq!(parse_bytes("3Gi"), Ok(3 << 30));
+        for bad in [
+            "",
+            "0",
+            "Mi",
+            "8M",
+            "8 Mi",
+            "-1",
+            "4Gi",
+            "1.5Mi",
+            "99999999999999999999",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["ascp"]).unwrap();
+        assert_eq!(cli.serve.max_mount_bytes, None);
+        assert_eq!(cli.serve.max_inflight_bytes, 32 << 20);
+        let cli =
+            Cli::try_parse_from(["ascp", "--max-mount-bytes=2Mi", "--max-inflight-bytes=16Mi"])
+                .unwrap();
+        assert_eq!(cli.serve.max_mount_bytes, Some(2 << 20));
+        assert_eq!(cli.serve.max_inflight_bytes, 16 << 20);
+        assert!(Cli::try_parse_from(["ascp", "--max-inflight-bytes=lots"]).is_err());
     }
 
     #[test]

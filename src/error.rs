@@ -185,6 +185,31 @@ pub enum Error {
         limit: usize,
     },
 
+    /// The mount's file content passed the per-mount bound
+    /// (`--max-mount-bytes`); nothing was written.
+    #[error(
+        "the mount's files take more than {limit} bytes, the bound per mount (--max-mount-bytes); crossed at {at}"
+    )]
+    MountBytes {
+        /// The bound.
+        limit: usize,
+        /// The object (and the part of it) whose bytes crossed it.
+        at: String,
+    },
+
+    /// The mount's file content does not fit the bytes all mounts in flight
+    /// may hold together (`--max-inflight-bytes`): never (more than all of
+    /// it), or not now (more than it reserved, and the rest is taken).
+    #[error("{}", inflight_message(*capacity, at, *busy))]
+    InflightBytes {
+        /// The process-wide bound.
+        capacity: usize,
+        /// The object (and the part of it) whose bytes crossed it.
+        at: String,
+        /// Whether other mounts hold the rest (a retry may fit).
+        busy: bool,
+    },
+
     /// The mount took longer than its deadline.
     #[error("mount did not finish within {after:?}")]
     Timeout {
@@ -222,7 +247,9 @@ impl Error {
             | Error::TargetPath { .. }
             | Error::Jmes { .. }
             | Error::Decode { .. }
-            | Error::PathFiles { .. } => Code::InvalidArgument,
+            | Error::PathFiles { .. }
+            | Error::MountBytes { .. } => Code::InvalidArgument,
+            Error::InflightBytes { .. } => Code::ResourceExhausted,
             Error::NothingToMount { .. } => Code::NotFound,
             Error::Region { .. } | Error::Token { .. } => Code::FailedPrecondition,
             Error::Identity {
@@ -261,6 +288,18 @@ impl Error {
     /// The status returned to the driver.
     pub fn to_status(&self) -> tonic::Status {
         tonic::Status::new(self.code(), self.full_message())
+    }
+}
+
+fn inflight_message(capacity: usize, at: &str, busy: bool) -> String {
+    if busy {
+        format!(
+            "the mount outgrew the bytes it reserved at {at}, and the rest of the {capacity} bytes all mounts in flight may hold (--max-inflight-bytes) is in use by other mounts; the driver retries later"
+        )
+    } else {
+        format!(
+            "the mount's files take more than the {capacity} bytes all mounts in flight may hold together (--max-inflight-bytes), so it can never fit; crossed at {at}"
+        )
     }
 }
 
@@ -390,6 +429,15 @@ mod tests {
                 source: std::io::Error::other("disk"),
             },
             Error::ResponseTooLarge { bytes: 2, limit: 1 },
+            Error::MountBytes {
+                limit: 1,
+                at: "object o".into(),
+            },
+            Error::InflightBytes {
+                capacity: 1,
+                at: "object o".into(),
+                busy: true,
+            },
             Error::Timeout {
                 after: Duration::from_secs(1),
             },
@@ -434,6 +482,8 @@ mod tests {
                 | Error::NothingToMount { .. }
                 | Error::Write { .. }
                 | Error::ResponseTooLarge { .. }
+                | Error::MountBytes { .. }
+                | Error::InflightBytes { .. }
                 | Error::Timeout { .. }
                 | Error::Class { .. }
                 | Error::Superseded { .. }
@@ -458,7 +508,7 @@ mod tests {
             assert_ne!(kind_code(kind), Code::Unavailable, "{kind:?}");
         }
         let errors = every_error();
-        assert_eq!(errors.len(), 18 + KINDS.len() * 3);
+        assert_eq!(errors.len(), 20 + KINDS.len() * 3);
         for e in &errors {
             assert_ne!(e.code(), Code::Unavailable, "{e:?}");
             assert_ne!(e.to_status().code(), Code::Unavailable, "{e:?}");

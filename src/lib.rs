@@ -13,7 +13,8 @@
 //!   the target's order (newest wins) → regions → identity → fetch per
 //!   region → the failover rule per object → files → delivery. It owns the
 //!   all-or-nothing rule: every object is fetched before anything is
-//!   written.
+//!   written, and the byte budgets per mount and per process
+//!   ([`mount::budget`]).
 //! - [`spc`]: turns the request's attributes and the SecretProviderClass
 //!   `objects` YAML into typed, validated descriptors (remembered per class),
 //!   and decides file names and modes. All input here is hostile and

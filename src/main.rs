@@ -50,15 +50,18 @@ fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let env_region = std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty());
     let (identity, stores) = build_backend(&args).await?;
-    let mounter = Arc::new(ascp::mount::Mounter::new(
-        identity,
-        stores,
-        ascp::mount::MountConfig {
-            driver_writes_secrets: args.driver_writes_secrets,
-            env_region,
-            timeout: args.mount_timeout,
-        },
-    ));
+    let mounter = Arc::new(
+        ascp::mount::Mounter::new(
+            identity,
+            stores,
+            ascp::mount::MountConfig {
+                driver_writes_secrets: args.driver_writes_secrets,
+                env_region,
+                timeout: args.mount_timeout,
+            },
+        )
+        .with_budgets(args.max_mount_bytes, args.max_inflight_bytes),
+    );
     let (listener, socket) = ascp::server::bind(&args.provider_volume).map_err(|e| {
         format!(
             "ascp: cannot listen on {}: {e}",

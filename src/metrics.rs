@@ -115,6 +115,12 @@ pub struct Metrics {
     pub kube_calls: Family<KubeLabels, Counter>,
     /// Shared version checks of mounted secrets.
     pub version_checks: Family<VersionCheckLabels, Counter>,
+    /// Bytes of `--max-inflight-bytes` reserved by mounts in flight.
+    pub budget_bytes_in_use: Gauge,
+    /// Mounts that waited for room in `--max-inflight-bytes`.
+    pub budget_waits: Counter,
+    /// AWS calls waiting for a permit of `--max-concurrent-fetches`.
+    pub aws_calls_waiting: Gauge,
 }
 
 /// Labels of the mount duration: the outcome only.
@@ -197,6 +203,24 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Build information", build_info);
+        let budget_bytes_in_use = Gauge::default();
+        registry.register(
+            "budget_bytes_in_use",
+            "Bytes of --max-inflight-bytes reserved by mounts in flight",
+            budget_bytes_in_use.clone(),
+        );
+        let budget_waits = Counter::default();
+        registry.register(
+            "budget_waits",
+            "Mounts that waited for room in --max-inflight-bytes",
+            budget_waits.clone(),
+        );
+        let aws_calls_waiting = Gauge::default();
+        registry.register(
+            "aws_calls_waiting",
+            "AWS calls waiting for a permit of --max-concurrent-fetches",
+            aws_calls_waiting.clone(),
+        );
         Self {
             registry,
             mounts,
@@ -208,6 +232,9 @@ impl Metrics {
             credential_cache,
             kube_calls,
             version_checks,
+            budget_bytes_in_use,
+            budget_waits,
+            aws_calls_waiting,
         }
     }
 

@@ -1125,6 +1125,8 @@ fn every_addition_renders_and_the_binary_accepts_the_flags() {
             "--shutdown-grace=25s",
             "--max-concurrent-fetches-per-mount=8",
             "--max-concurrent-fetches=64",
+            "--max-mount-bytes=4Mi",
+            "--max-inflight-bytes=24Mi",
             "--batch-get-secret-value=true",
             "--metrics-addr=[::]:9090",
         ]
@@ -1312,6 +1314,8 @@ fn chart_keeps_ascp_values_and_metadata() {
         "/logFormat",
         "/maxConcurrentFetchesPerMount",
         "/maxConcurrentFetches",
+        "/maxMountBytes",
+        "/maxInflightBytes",
     ] {
         assert!(values.pointer(path).is_some(), "values.yaml lacks {path}");
     }

@@ -6,12 +6,16 @@
 //!
 //! Every AWS call holds one permit of each limit it is under for exactly its
 //! own duration, never while waiting on another call, so the limits cannot
-//! deadlock.
+//! deadlock. The process-wide bound is shared fairly: its permits go round
+//! robin between mounts, so a mount with many calls cannot push another
+//! mount's calls back behind all of its own.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 
 /// What the operator chose for fetching (command line and Helm values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,25 +67,136 @@ impl Default for FetchOptions {
 /// the identity backend its STS and EKS Auth calls: in a node's start-up
 /// burst every mount is a first mount, and without the bound each would open
 /// its own connection to STS at once. Cheap to clone; clones share permits.
+///
+/// Permits are shared fairly between mounts: calls waiting for one queue
+/// per client (the calls of one mount in one region; each identity call is
+/// its own client), and a freed permit goes to the next client in turn,
+/// round robin, not to the oldest call. A mount with a thousand calls
+/// queued therefore delays another mount's call by at most one call of its
+/// own per permit, instead of all of them.
 #[derive(Clone, Debug)]
-pub struct CallBound(Arc<Semaphore>);
+pub struct CallBound(Arc<FairQueue>);
 
 impl CallBound {
     /// A bound of `options.max_concurrent_global` calls (0 counts as 1).
     pub fn new(options: &FetchOptions) -> Self {
-        CallBound(Arc::new(Semaphore::new(
-            options
-                .max_concurrent_global
-                .clamp(1, Semaphore::MAX_PERMITS),
-        )))
+        CallBound(Arc::new(FairQueue {
+            state: Mutex::new(Turns {
+                free: options.max_concurrent_global.max(1),
+                clients: VecDeque::new(),
+            }),
+        }))
     }
 
     /// Makes one call once a permit is held, building its future only then
-    /// and on the heap, as a fetch's gate does. The semaphore is never
-    /// closed; if acquiring ever failed, the call would go ahead.
+    /// and on the heap, as a fetch's gate does. A client of its own: one
+    /// call waits its turn among the mounts.
     pub async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
-        let _permit = self.0.acquire().await.ok();
+        let _permit = self.acquire(new_client()).await;
         Box::pin(call()).await
+    }
+
+    /// One permit, in `client`'s turn.
+    async fn acquire(&self, client: u64) -> FairPermit {
+        let receiver = {
+            let mut turns = self.0.lock();
+            // Permits are handed to live waiters as they are freed, so a
+            // free permit means nobody waits for it.
+            if turns.free > 0 {
+                turns.free -= 1;
+                return FairPermit(self.0.clone());
+            }
+            let (sender, receiver) = oneshot::channel();
+            match turns.clients.iter_mut().find(|(c, _)| *c == client) {
+                Some((_, waiting)) => waiting.push_back(sender),
+                None => turns.clients.push_back((client, VecDeque::from([sender]))),
+            }
+            receiver
+        };
+        crate::metrics::global().aws_calls_waiting.inc();
+        let mut waiter = Waiter {
+            receiver: Some(receiver),
+            queue: &self.0,
+        };
+        if let Some(receiver) = waiter.receiver.as_mut() {
+            // The queue sends before it drops a sender, and it lives as
+            // long as this Arc: the wait only ends with a permit.
+            let _ = receiver.await;
+        }
+        waiter.receiver = None;
+        FairPermit(self.0.clone())
+    }
+}
+
+/// Identifies the calls that share one turn.
+fn new_client() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug)]
+struct FairQueue {
+    state: Mutex<Turns>,
+}
+
+/// Free permits, and the clients with calls waiting, in turn order, each
+/// with its waiting calls in arrival order.
+#[derive(Debug)]
+struct Turns {
+    free: usize,
+    clients: VecDeque<(u64, VecDeque<oneshot::Sender<()>>)>,
+}
+
+impl FairQueue {
+    fn lock(&self) -> MutexGuard<'_, Turns> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a freed permit to the first waiting call of the next client in
+    /// turn (that client goes to the back of the line), else keeps it.
+    fn release(&self) {
+        let mut turns = self.lock();
+        while let Some((client, mut waiting)) = turns.clients.pop_front() {
+            let next = waiting.pop_front();
+            if !waiting.is_empty() {
+                turns.clients.push_back((client, waiting));
+            }
+            // A waiter that gave up has dropped its receiver: try the next.
+            if let Some(sender) = next
+                && sender.send(()).is_ok()
+            {
+                return;
+            }
+        }
+        turns.free += 1;
+    }
+}
+
+/// Held while one call is in flight; frees its permit when dropped.
+struct FairPermit(Arc<FairQueue>);
+
+impl Drop for FairPermit {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+/// A call waiting for its turn. Dropped before its turn came (the mount
+/// was cancelled), it gives back a permit handed to it meanwhile.
+struct Waiter<'a> {
+    receiver: Option<oneshot::Receiver<()>>,
+    queue: &'a Arc<FairQueue>,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        crate::metrics::global().aws_calls_waiting.dec();
+        if let Some(mut receiver) = self.receiver.take() {
+            receiver.close();
+            if receiver.try_recv().is_ok() {
+                self.queue.release();
+            }
+        }
     }
 }
 
@@ -107,11 +222,12 @@ impl Limits {
     }
 
     /// The gate for one mount in one region: its own limit, under the
-    /// global one.
+    /// global one, where its calls take one turn together.
     pub(crate) fn for_mount(&self) -> Gate {
         Gate {
             local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
-            global: self.global.0.clone(),
+            global: self.global.clone(),
+            client: new_client(),
         }
     }
 }
@@ -119,22 +235,23 @@ impl Limits {
 /// The permits one fetch's calls take.
 pub(crate) struct Gate {
     local: Semaphore,
-    global: Arc<Semaphore>,
+    global: CallBound,
+    client: u64,
 }
 
 /// Held while one AWS call is in flight.
 pub(crate) struct Permit<'a> {
     _local: Option<SemaphorePermit<'a>>,
-    _global: Option<SemaphorePermit<'a>>,
+    _global: FairPermit,
 }
 
 impl Gate {
-    /// Waits for room for one more call. The semaphores are never closed,
-    /// so acquiring cannot fail; if it ever did, the call would simply go
-    /// ahead unthrottled rather than fail the mount.
+    /// Waits for room for one more call. The local semaphore is never
+    /// closed, so acquiring cannot fail; if it ever did, the call would
+    /// simply go ahead unthrottled rather than fail the mount.
     async fn enter(&self) -> Permit<'_> {
         let local = self.local.acquire().await.ok();
-        let global = self.global.acquire().await.ok();
+        let global = self.global.acquire(self.client).await;
         Permit {
             _local: local,
             _global: global,
@@ -205,6 +322,65 @@ mod tests {
             futures::future::join_all((0..4).map(|_| bound.call(|| counter.call()))),
         );
         assert_eq!(counter.max(), 3);
+    }
+
+    /// Runs `calls` concurrently through `bound` (capacity 1), each named,
+    /// and returns the names in the order the calls started. Each list is
+    /// one client's calls: a gate's, or one identity call's.
+    async fn order(bound: &CallBound, clients: &[(&'static str, usize)]) -> Vec<&'static str> {
+        let started = &Mutex::new(Vec::new());
+        let gates: Vec<(&'static str, usize, u64)> = clients
+            .iter()
+            .map(|(name, n)| (*name, *n, new_client()))
+            .collect();
+        let calls = gates.iter().flat_map(|(name, n, client)| {
+            (0..*n).map(move |_| async move {
+                let _permit = bound.acquire(*client).await;
+                started.lock().unwrap().push(*name);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            })
+        });
+        futures::future::join_all(calls).await;
+        started.lock().unwrap().clone()
+    }
+
+    // Paused clock, one permit: the heavy client's first call takes it, all
+    // the rest queue in the order join_all first polls them.
+    #[tokio::test(start_paused = true)]
+    async fn freed_permits_go_round_robin_between_clients() {
+        let bound = CallBound::new(&FetchOptions {
+            max_concurrent_global: 1,
+            ..FetchOptions::default()
+        });
+        let got = order(&bound, &[("heavy", 5), ("a", 1), ("b", 1), ("c", 2)]).await;
+        assert_eq!(
+            got,
+            [
+                "heavy", "heavy", "a", "b", "c", "heavy", "c", "heavy", "heavy"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_frees_its_turn() {
+        let bound = CallBound::new(&FetchOptions {
+            max_concurrent_global: 1,
+            ..FetchOptions::default()
+        });
+        let held = bound.acquire(1).await;
+        let mut gone = Box::pin(bound.acquire(2));
+        assert!(futures::poll!(&mut gone).is_pending());
+        let mut next = Box::pin(bound.acquire(3));
+        assert!(futures::poll!(&mut next).is_pending());
+        drop(gone);
+        drop(held);
+        // The permit skipped the dropped waiter.
+        let permit = futures::poll!(&mut next);
+        assert!(permit.is_ready());
+        drop(permit);
+        drop(next);
+        // And came back: one permit, free again.
+        assert_eq!(bound.0.lock().free, 1);
     }
 
     // Paused clock: the sleeps only keep every task in flight at once.

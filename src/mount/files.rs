@@ -15,11 +15,15 @@
 //! share what its other files leave of the per-mount file limit: listings
 //! stop there, and a mount whose answers came from two regions is checked
 //! again here.
+//! Every jmesPath result and decoded value is counted against the mount's
+//! byte bound as it is made ([`super::budget`]).
 //! Any failure fails the whole mount before a file is written.
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::budget::MountBytes;
 use super::fetch::Value;
+use crate::encoding::Encoding;
 use crate::error::Error;
 use crate::jmes;
 use crate::output::OutputFile;
@@ -38,12 +42,15 @@ pub struct Files {
 }
 
 /// Builds the files of `objects` (with `values` in the same order), modes
-/// defaulting to `default_mode`, versions merged over `current`.
+/// defaulting to `default_mode`, versions merged over `current`. Each
+/// jmesPath result and each decoded value is counted in `budget` as it is
+/// made (the values themselves were counted as they arrived).
 pub fn build(
     objects: &[&ObjectSpec],
     values: Vec<Value>,
     default_mode: u32,
     current: &[ObjectVersion],
+    budget: &MountBytes,
 ) -> Result<Files, Error> {
     let mut files = Vec::new();
     let mut versions: BTreeMap<String, String> = current
@@ -55,7 +62,7 @@ pub fn build(
     for (spec, value) in objects.iter().zip(values) {
         let mode = spec.mode_or(default_mode);
         if let Some(path) = &spec.path {
-            let matches = path_files(spec, path, value, &origins)?;
+            let matches = path_files(spec, path, value, &origins, budget)?;
             tracing::debug!(object = %spec.name, matches = matches.len(), "listed");
             for PathFile {
                 file,
@@ -91,6 +98,14 @@ pub fn build(
                 let value = document
                     .extract(&j.path)
                     .map_err(|r| jmes_error(&j.path, r))?;
+                let at = || {
+                    format!(
+                        "object {} jmesPath {}",
+                        escape_bounded(&spec.name, 200),
+                        j.alias
+                    )
+                };
+                budget.charge(value.len(), at)?;
                 let value = j.encoding.decode(value).map_err(|reason| Error::Decode {
                     object: spec.name.clone(),
                     field: format!(
@@ -100,6 +115,9 @@ pub fn build(
                     ),
                     reason,
                 })?;
+                if j.encoding != Encoding::Utf8 {
+                    budget.charge(value.len(), || format!("{} (decoded)", at()))?;
+                }
                 origins.insert(j.file.clone(), format!("object {}", spec.name));
                 extracted.push(OutputFile {
                     path: j.file.clone(),
@@ -110,7 +128,8 @@ pub fn build(
             }
         }
         tracing::debug!(object = %spec.name, file = %spec.file, version = %version, bytes = contents.len(), "fetched");
-        let contents = decode(spec, contents, &spec.name)?;
+        let at = || format!("object {}", escape_bounded(&spec.name, 200));
+        let contents = decode(spec, contents, &spec.name, budget, at)?;
         origins.insert(spec.file.clone(), format!("object {}", spec.name));
         files.push(OutputFile {
             path: spec.file.clone(),
@@ -150,15 +169,28 @@ pub fn build(
 }
 
 /// Decodes `contents` per the object's `objectEncoding`; `what` names the
-/// value (the object, or a path's match) in the error.
-fn decode(spec: &ObjectSpec, contents: SecretBytes, what: &str) -> Result<SecretBytes, Error> {
-    spec.encoding
+/// value (the object, or a path's match) in the error. Decoded bytes are a
+/// new buffer, counted in `budget` as `at` (the value as fetched was
+/// counted already).
+fn decode(
+    spec: &ObjectSpec,
+    contents: SecretBytes,
+    what: &str,
+    budget: &MountBytes,
+    at: impl FnOnce() -> String,
+) -> Result<SecretBytes, Error> {
+    let decoded = spec
+        .encoding
         .decode(contents)
         .map_err(|reason| Error::Decode {
             object: what.to_owned(),
             field: format!("objectEncoding {}", spec.encoding.as_str()),
             reason,
-        })
+        })?;
+    if spec.encoding != Encoding::Utf8 {
+        budget.charge(decoded.len(), || format!("{} (decoded)", at()))?;
+    }
+    Ok(decoded)
 }
 
 /// One match of a path object, ready to be a file.
@@ -179,6 +211,7 @@ fn path_files(
     path: &PathSpec,
     value: Value,
     taken: &HashMap<String, String>,
+    budget: &MountBytes,
 ) -> Result<Vec<PathFile>, Error> {
     let refuse = |reason: String| Error::PathFiles {
         object: escape_bounded(&spec.name, 200),
@@ -202,7 +235,8 @@ fn path_files(
             )));
         }
         own.insert(file.clone(), name.clone());
-        let contents = decode(spec, listed.contents, &listed.name)?;
+        let at = || format!("object {} match {name}", escape_bounded(&spec.name, 200));
+        let contents = decode(spec, listed.contents, &listed.name, budget, at)?;
         out.push(PathFile {
             file,
             name,
@@ -244,7 +278,8 @@ mod tests {
         let specs = specs(yaml);
         let objects: Vec<&ObjectSpec> = specs.iter().collect();
         let values = listings.iter().map(|names| listing(names)).collect();
-        build(&objects, values, 0o644, &[])
+        let budget = super::super::budget::BytePool::default().mount(usize::MAX);
+        build(&objects, values, 0o644, &[], &budget)
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //!    `AWS_REGION`, else the node's; and `failoverRegion`;
 //! 4. identity, the part that does not depend on a region (EKS Pod
 //!    Identity), once ([`crate::store::Identity::pod_credentials`]);
-//! 5. per region, concurrently: the pod's credentials there, its stores,
-//!    one call per store with all of its objects ([`fetch`]);
+//! 5. room in the process's byte budget for the worst case of the answers,
+//!    waited for ([`budget`]); then per region, concurrently: the pod's
+//!    credentials there, its stores, one call per store with all of its
+//!    objects ([`fetch`]);
 //! 6. per object: the failover rule ([`regions::choose`]), then, on a
 //!    rotation remount, the mounted file reused when the store says the
 //!    mounted version is current ([`fetch::values`]). What is mounted comes
@@ -18,14 +20,18 @@
 //!    An object whose `objectEncoding` decodes its file is always fetched:
 //!    its file is not the value;
 //! 7. the files and versions ([`files`]), jmesPath and `objectEncoding`
-//!    applied;
+//!    applied; every value, decoded value and jmesPath result is counted
+//!    against the mount's byte bound as it is made, and the reservation
+//!    then shrinks to the count;
 //! 8. delivery: the whole set written and swapped in under the target's lock
 //!    (provider writes), or returned to the driver. A set equal to the one
 //!    recorded as mounted (same files, modes and contents, `..data` where
 //!    the record says) is not written again: the target directory's mtime
 //!    is set to now instead, in both modes, so the driver's
 //!    `--rotation-poll-interval` counts from this remount; every
-//!    `object_version` is still returned.
+//!    `object_version` is still returned. A response to the driver that
+//!    would encode to more than its 4 MiB receive limit fails with our
+//!    error instead of the driver's.
 //!
 //! Every object is fetched before anything is written, and a failure at any
 //! step leaves the target directory as it was. With a failover region, a
@@ -40,6 +46,7 @@
 //!
 //! This module never logs a value: only names, versions, lengths and counts.
 
+pub mod budget;
 mod fetch;
 mod files;
 pub mod order;
@@ -60,6 +67,7 @@ use crate::proto::{MountRequest, MountResponse};
 use crate::spc::{self, Attributes, MountParams, ObjectSpec};
 use crate::store::{Identity, OpenStores, StoreKind};
 
+use budget::{BytePool, MountBytes};
 use fetch::{Current, Reuse, Sources};
 use order::{Registry, Ticket};
 use records::{ObjectRecord, Records, TargetRecord};
@@ -94,6 +102,10 @@ pub struct Mounter {
     config: MountConfig,
     targets: Arc<Registry>,
     records: Records,
+    /// `--max-inflight-bytes`, shared by every mount.
+    pool: BytePool,
+    /// `--max-mount-bytes`.
+    mount_bytes: usize,
 }
 
 /// Facts about a finished mount, for its log line.
@@ -116,13 +128,26 @@ impl Mounter {
         stores: Arc<dyn OpenStores>,
         config: MountConfig,
     ) -> Self {
+        let mount_bytes = default_mount_bytes(config.driver_writes_secrets);
         Self {
             identity,
             stores,
             config,
             targets: Arc::default(),
             records: Records::default(),
+            pool: BytePool::default(),
+            mount_bytes,
         }
+    }
+
+    /// The same mounter with other byte budgets: `mount_bytes` per mount
+    /// (`None`: the default for the delivery mode) and `inflight_bytes` for
+    /// every mount in flight together ([`budget`]).
+    pub fn with_budgets(mut self, mount_bytes: Option<usize>, inflight_bytes: usize) -> Self {
+        self.mount_bytes =
+            mount_bytes.unwrap_or_else(|| default_mount_bytes(self.config.driver_writes_secrets));
+        self.pool = BytePool::new(inflight_bytes);
+        self
     }
 
     /// The configuration.
@@ -290,6 +315,12 @@ impl Mounter {
             .filter(|v| reusable.contains(v.id.as_str()))
             .map(|v| (v.id.as_str(), v.version.as_str()))
             .collect::<HashMap<_, _>>();
+        // Room for what the answers may hold, waited for before asking.
+        let budget = self.pool.mount(self.mount_bytes);
+        let region_count = 1 + usize::from(regions.failover.is_some());
+        budget
+            .reserve(budget::estimate(&objects, region_count))
+            .await;
         let (mut sources, answers) = Sources::fetch(
             self.identity.as_ref(),
             self.stores.as_ref(),
@@ -305,6 +336,7 @@ impl Mounter {
         // 6. Per object: the failover rule, then reuse of mounted files.
         let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
         let values = fetch::values(&mut sources, &objects, answers, &target, mounted).await?;
+        count_values(&budget, &objects, &values)?;
         // Paths stay out of the records: they are listed at every mount.
         let object_records = objects
             .iter()
@@ -329,7 +361,9 @@ impl Mounter {
             values,
             default_mode,
             &request.current_object_version,
+            &budget,
         )?;
+        budget.settle();
         summary.files = files.len();
         let mut new_record = TargetRecord {
             identities: sources.identities(),
@@ -354,12 +388,20 @@ impl Mounter {
             if unchanged {
                 touch(&target);
             }
-            self.records.put(target.path(), new_record);
-            return Ok(MountResponse {
+            let response = MountResponse {
                 object_version: versions,
                 error: None,
                 files,
-            });
+            };
+            let bytes = prost::Message::encoded_len(&response);
+            if bytes > output::DRIVER_RECEIVE_LIMIT {
+                return Err(Error::ResponseTooLarge {
+                    bytes,
+                    limit: output::DRIVER_RECEIVE_LIMIT,
+                });
+            }
+            self.records.put(target.path(), new_record);
+            return Ok(response);
         }
         let writer_target = target.clone();
         let written = blocking(move || {
@@ -405,6 +447,41 @@ impl Mounter {
             failover: params.failover_region.clone(),
         })
     }
+}
+
+/// The default `--max-mount-bytes`: in driver-writes mode, what the driver
+/// reads in one response, so that a class too large for it is told so by
+/// the bound, before anything else; else [`budget::DEFAULT_MOUNT_BYTES`].
+pub fn default_mount_bytes(driver_writes_secrets: bool) -> usize {
+    if driver_writes_secrets {
+        output::DRIVER_RESPONSE_LIMIT
+    } else {
+        budget::DEFAULT_MOUNT_BYTES
+    }
+}
+
+/// Counts every value fetched or read back in `budget`, a path's matches
+/// one by one, naming the object (and match) that crosses a bound.
+fn count_values(
+    budget: &MountBytes,
+    objects: &[&ObjectSpec],
+    values: &[fetch::Value],
+) -> Result<(), Error> {
+    use crate::text::escape_bounded;
+    for (spec, value) in objects.iter().zip(values) {
+        let object = || escape_bounded(&spec.name, 200);
+        budget.charge(value.contents.len(), || format!("object {}", object()))?;
+        for listed in &value.listed {
+            budget.charge(listed.contents.len(), || {
+                format!(
+                    "object {} match {}",
+                    object(),
+                    escape_bounded(&listed.name, 200)
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs file-system work on a blocking thread. A panic there becomes an

@@ -133,6 +133,10 @@ pub struct OutputFile {
 /// room for the versions and framing.
 pub const DRIVER_RESPONSE_LIMIT: usize = 4 * 1024 * 1024 - 64 * 1024;
 
+/// What the driver's gRPC client receives in one message by default: a
+/// response encoding to more is refused by the driver with its own error.
+pub const DRIVER_RECEIVE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// The files as the driver receives them, checked against its response limit.
 pub fn to_driver_files(files: &[OutputFile]) -> Result<Vec<proto::File>, Error> {
     let bytes: usize = files

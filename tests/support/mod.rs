@@ -9,7 +9,8 @@
 //! - [`seed`]: create secrets and parameters through the AWS SDK.
 //! - [`memory`]: in-memory stores and backend for tests of the core.
 //! - [`proxy`]: an HTTP proxy in front of moto that counts calls per region
-//!   and operation, injects errors, delays and hangs, and emulates
+//!   and operation, injects errors, delays and hangs, holds calls until the
+//!   test releases them, and emulates
 //!   cross-account access, which moto cannot do on its own.
 //! - [`kube_api`], [`pod_identity_agent`], [`eks_auth`]: stub Kubernetes
 //!   API, EKS Pod Identity Agent and EKS Auth servers on loopback, on the

@@ -54,6 +54,10 @@ pub enum Action {
     Hang,
     /// Close the connection without answering (a network failure).
     Disconnect,
+    /// Wait until the test releases one permit of this semaphore (it
+    /// starts with none; `add_permits(n)` releases n held requests), then
+    /// forward.
+    Hold(Arc<tokio::sync::Semaphore>),
 }
 
 /// A fault, matched on region, service and operation (each optional: an unset
@@ -138,6 +142,12 @@ impl Rule {
 
     pub fn hang(mut self) -> Rule {
         self.action = Action::Hang;
+        self
+    }
+
+    /// Holds matching requests until `release` gets a permit for each.
+    pub fn hold(mut self, release: Arc<tokio::sync::Semaphore>) -> Rule {
+        self.action = Action::Hold(release);
         self
     }
 
@@ -524,6 +534,11 @@ async fn handle(
         Some(Action::Hang) => std::future::pending::<()>().await,
         Some(Action::Disconnect) => return Err(Dropped),
         Some(Action::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Action::Hold(release)) => {
+            if let Ok(permit) = release.acquire().await {
+                permit.forget();
+            }
+        }
         None => {}
     }
     if !latency.is_zero() {
