@@ -26,6 +26,17 @@
 //!   on every remount.
 //!
 //! The answers hold version ids and stage names only, never a value.
+//!
+//! [`ParameterChecks`] do the same for Parameter Store: which version a
+//! parameter (or `parameter:label`) resolves to now, asked once per full
+//! parameter ARN (and label) per window with GetParameters, up to ten per
+//! call, with the credentials of a mount that needs it. A check's answer
+//! carries the value too (GetParameters has no version-only form): it is
+//! asked without decryption, wrapped in a zeroing buffer, and dropped
+//! before the call returns; only the version is kept. Concurrent checks of
+//! one key share one answer; a failed or denied check is no answer, and
+//! each waiter reads its parameter itself (a check needs the same
+//! permission as the read, so a denial is not remembered).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -199,6 +210,111 @@ impl VersionChecks {
                 None
             }
         }
+    }
+}
+
+/// The version each checked parameter key resolves to, from one call:
+/// keys missing from the map got no answer (invalid, or not returned).
+pub(crate) type Versions = HashMap<String, String>;
+
+/// The node's shared checks of mounted parameters, keyed by
+/// [`check_key`].
+pub(crate) struct ParameterChecks {
+    window: Duration,
+    answers: Cache<String, Arc<str>>,
+}
+
+/// No answer for a key (the call failed, or did not return it); the cause
+/// is logged where the call was made.
+#[derive(Clone, Copy, Debug)]
+struct NoAnswer;
+
+/// The key of a check: the full ARN the pod's own read returned, with the
+/// label the object selects (`arn:…:parameter/a/b:prod`), as GetParameters
+/// takes it. Unpinned objects only: a pinned version needs no check.
+pub(crate) fn check_key(arn: &str, label: Option<&str>) -> String {
+    match label {
+        Some(label) => format!("{arn}:{label}"),
+        None => arn.to_owned(),
+    }
+}
+
+impl ParameterChecks {
+    pub(crate) fn new(window: Duration) -> Self {
+        ParameterChecks {
+            window,
+            answers: Cache::builder()
+                .max_capacity(MAX_ANSWERS)
+                .time_to_live(window.max(Duration::from_millis(1)))
+                .build(),
+        }
+    }
+
+    /// The version each of `keys` (distinct) resolves to now: from the
+    /// window's answers (no call), else from `check`, run at most once with
+    /// every key not known (it packs them into calls and returns the
+    /// versions it learnt). `None` for a key with no answer: the caller then
+    /// reads that parameter itself.
+    ///
+    /// Keys another mount is checking at the same moment wait for that
+    /// mount's answer instead of being asked again.
+    pub(crate) async fn versions<F, Fut>(&self, keys: &[String], check: F) -> Vec<Option<Arc<str>>>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Versions>,
+    {
+        let metrics = crate::metrics::global();
+        let mut known: Vec<Option<Arc<str>>> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let answer = match self.window.is_zero() {
+                true => None,
+                false => self.answers.get(key).await,
+            };
+            if answer.is_some() {
+                metrics.version_check("hit");
+            }
+            known.push(answer);
+        }
+        let unknown: Vec<String> = keys
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(key, _)| key.clone())
+            .collect();
+        if unknown.is_empty() {
+            return known;
+        }
+        // One call for every unknown key, polled by whichever of its keys'
+        // lookups runs first; a key cached meanwhile does not poll it.
+        let call = futures::FutureExt::shared(Box::pin(check(unknown)));
+        let lookups = keys.iter().zip(&known).map(|(key, known)| {
+            let call = call.clone();
+            async move {
+                if known.is_some() {
+                    return known.clone();
+                }
+                let called = AtomicBool::new(false);
+                let init = async {
+                    called.store(true, Ordering::Relaxed);
+                    call.await
+                        .get(key)
+                        .map(|v| Arc::<str>::from(v.as_str()))
+                        .ok_or(NoAnswer)
+                };
+                let answer = if self.window.is_zero() {
+                    init.await.map_err(Arc::new)
+                } else {
+                    self.answers.try_get_with(key.clone(), init).await
+                };
+                metrics.version_check(match (&answer, called.load(Ordering::Relaxed)) {
+                    (Err(_), _) => "failed",
+                    (Ok(_), true) => "miss",
+                    (Ok(_), false) => "hit",
+                });
+                answer.ok()
+            }
+        });
+        futures::future::join_all(lookups).await
     }
 }
 
