@@ -249,6 +249,54 @@ async fn twenty_pods_a_changed_parameter_reaches_every_pod() {
     assert_eq!(all.aws_total, 11 * 4 + 31);
 }
 
+/// A labelled parameter is checked as `ARN:label`, without decryption;
+/// moving the label reaches the pod, a pinned version is never checked.
+/// Every remount checks (a zero window), so each step is one check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_labels_are_checked_by_arn_and_label_and_pins_never() {
+    let node = Node::start(binary(), &[EVERY_REMOUNT]).await;
+    let v1 = support::put_parameter(&node.ssm, "/lab/p", "p-v1", ParameterType::String).await;
+    support::label_parameter(&node.ssm, "/lab/p", v1, &["prod"]).await;
+    let objects = format!(
+        "- {{objectName: /lab/p, objectType: ssmparameter, objectVersionLabel: prod, objectAlias: labelled}}\n\
+         - {{objectName: /lab/p, objectType: ssmparameter, objectVersion: \"{v1}\", objectAlias: pinned}}\n"
+    );
+    let pods = node.pods(1);
+    let pod = &pods[0];
+    node.mount(pod, &objects).await;
+    let remount = |what: &'static str, expected: &'static [(&'static str, usize)]| {
+        let objects = objects.clone();
+        let node = &node;
+        async move {
+            let before = node.counts();
+            node.mount(pod, &objects).await;
+            assert_aws(&node.counts().since(&before), expected, what);
+        }
+    };
+    remount("unchanged: one check", &[("GetParameters", 1)]).await;
+    let check = node
+        .net
+        .proxy
+        .bodies("GetParameters")
+        .pop()
+        .expect("a check");
+    let check: serde_json::Value = serde_json::from_str(&check).expect("JSON body");
+    assert_eq!(
+        check,
+        serde_json::json!({
+            "Names": ["arn:aws:ssm:us-east-1:123456789012:parameter/lab/p:prod"],
+            "WithDecryption": false
+        })
+    );
+    let v2 = support::put_parameter(&node.ssm, "/lab/p", "p-v2", ParameterType::String).await;
+    remount("a new version, the label unmoved", &[("GetParameters", 1)]).await;
+    assert_eq!(read(pod, "labelled"), "p-v1");
+    support::label_parameter(&node.ssm, "/lab/p", v2, &["prod"]).await;
+    remount("the label moved: check, then read", &[("GetParameters", 2)]).await;
+    assert_eq!(read(pod, "labelled"), "p-v2");
+    assert_eq!(read(pod, "pinned"), "p-v1");
+}
+
 /// Two roles; role b loses `ssm:GetParameters` (the proxy denies its pod's
 /// credentials), then the parameter changes. Pod a's check sees the change
 /// and pod a reads it; pod b's remount learns the change from that check,

@@ -328,6 +328,75 @@ mod tests {
         HashMap::from([(version.to_owned(), vec!["AWSCURRENT".to_owned()])])
     }
 
+    fn versions(pairs: &[(&str, &str)]) -> Versions {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn parameter_checks_share_one_call_and_keep_versions_only() {
+        let checks = ParameterChecks::new(Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let gate = tokio::sync::Notify::new();
+        // Two mounts check the same keys at once: one call, both answered.
+        let check = |asked: Vec<String>| {
+            let (calls, gate) = (&calls, &gate);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                assert_eq!(asked, ["arn:p1", "arn:p2:prod", "arn:p3"]);
+                versions(&[("arn:p1", "1"), ("arn:p2:prod", "4")])
+            }
+        };
+        let asked = keys(&["arn:p1", "arn:p2:prod", "arn:p3"]);
+        let release = async {
+            tokio::task::yield_now().await;
+            gate.notify_one();
+        };
+        let (a, b, ()) = futures::join!(
+            checks.versions(&asked, check),
+            checks.versions(&asked, check),
+            release
+        );
+        let got = |v: &[Option<Arc<str>>]| -> Vec<Option<String>> {
+            v.iter().map(|v| v.as_deref().map(str::to_owned)).collect()
+        };
+        let want = vec![Some("1".to_owned()), Some("4".to_owned()), None];
+        assert_eq!(got(&a), want);
+        assert_eq!(got(&b), want);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Within the window the answers are free; a key without one (p3:
+        // invalid, or a failed call) is asked again, alone.
+        let again = checks
+            .versions(&asked, |asked| async move {
+                assert_eq!(asked, ["arn:p3"]);
+                Versions::new()
+            })
+            .await;
+        assert_eq!(got(&again), want);
+        // A zero window keeps nothing: every check calls.
+        let none = ParameterChecks::new(Duration::ZERO);
+        let calls = &calls;
+        for _ in 0..2 {
+            let fresh = none
+                .versions(&keys(&["arn:p1"]), |asked| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    versions(&[(asked[0].as_str(), "2")])
+                })
+                .await;
+            assert_eq!(got(&fresh), [Some("2".to_owned())]);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(check_key("arn:p", Some("prod")), "arn:p:prod");
+        assert_eq!(check_key("arn:p", None), "arn:p");
+    }
+
     #[tokio::test]
     async fn concurrent_checks_of_one_arn_make_one_call() {
         let checks = VersionChecks::new(Duration::from_secs(60));
