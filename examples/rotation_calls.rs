@@ -19,7 +19,7 @@
 //! ```sh
 //! scripts/install-moto.sh
 //! cargo build --bin ascp --example rotation_calls
-//! target/debug/examples/rotation_calls [--window-ms 5000] [--ascp PATH]
+//! target/debug/examples/rotation_calls [--window-ms 15000] [--ascp PATH]
 //! ```
 
 mod common;
@@ -43,7 +43,7 @@ struct Args {
     #[arg(long)]
     ascp: Option<PathBuf>,
     /// The check window of the spaced 20-pod runs; rounds wait it out.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 15000)]
     window_ms: u64,
 }
 
