@@ -124,14 +124,7 @@ async fn main() {
             Some((Change::Parameter, 2)),
         ),
     ] {
-        let scenario = Scenario {
-            pods: 20,
-            roles,
-            secrets: 10,
-            parameters: 5,
-            rounds: 5,
-            change,
-        };
+        let scenario = Scenario::twenty_pods(roles, change);
         let run = many_pods(&binary, flags, spacing, &scenario).await;
         for (i, round) in run.rounds.iter().enumerate() {
             row(&format!("20 pods 10+5, {name}: round {}", i + 1), round);

@@ -114,14 +114,7 @@ async fn one_pod_everything_pinned_costs_no_aws_call() {
 /// 20 pods, 10 secrets + 5 parameters, 5 rounds, under `roles` roles; a
 /// `change` before a round, which must reach every pod in that round.
 fn scenario(roles: usize, change: Option<(Change, usize)>) -> Scenario {
-    Scenario {
-        pods: 20,
-        roles,
-        secrets: 10,
-        parameters: 5,
-        rounds: 5,
-        change,
-    }
+    Scenario::twenty_pods(roles, change)
 }
 
 /// Runs `scenario` and checks each round's calls against `per_round` (the

@@ -87,6 +87,16 @@ pub(crate) enum CheckFailure {
     Failed(StoreError),
 }
 
+/// A bounded map of answers that expire `window` after they were learnt.
+fn answers_cache<V: Clone + Send + Sync + 'static>(window: Duration) -> Cache<String, V> {
+    Cache::builder()
+        .max_capacity(MAX_ANSWERS)
+        // moka refuses a zero time-to-live; a zero window bypasses the
+        // cache instead.
+        .time_to_live(window.max(Duration::from_millis(1)))
+        .build()
+}
+
 /// The node's shared version checks.
 pub(crate) struct VersionChecks {
     window: Duration,
@@ -98,12 +108,7 @@ impl VersionChecks {
     pub(crate) fn new(window: Duration) -> Self {
         VersionChecks {
             window,
-            answers: Cache::builder()
-                .max_capacity(MAX_ANSWERS)
-                // moka refuses a zero time-to-live; a zero window bypasses
-                // the cache instead.
-                .time_to_live(window.max(Duration::from_millis(1)))
-                .build(),
+            answers: answers_cache(window),
             denials: BatchDenials::new(DESCRIBE_DENIED_FOR),
         }
     }
@@ -243,10 +248,7 @@ impl ParameterChecks {
     pub(crate) fn new(window: Duration) -> Self {
         ParameterChecks {
             window,
-            answers: Cache::builder()
-                .max_capacity(MAX_ANSWERS)
-                .time_to_live(window.max(Duration::from_millis(1)))
-                .build(),
+            answers: answers_cache(window),
         }
     }
 

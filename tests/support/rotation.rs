@@ -353,6 +353,21 @@ pub struct Scenario {
     pub change: Option<(Change, usize)>,
 }
 
+impl Scenario {
+    /// Issue 22's node: 20 pods, 10 secrets + 5 parameters, 5 rounds,
+    /// under `roles` roles, with `change`.
+    pub fn twenty_pods(roles: usize, change: Option<(Change, usize)>) -> Scenario {
+        Scenario {
+            pods: 20,
+            roles,
+            secrets: 10,
+            parameters: 5,
+            rounds: 5,
+            change,
+        }
+    }
+}
+
 /// What [`many_pods`] measured.
 pub struct ManyPods {
     /// The first mounts (excluded from the rounds).
