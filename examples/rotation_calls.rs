@@ -8,17 +8,18 @@
 //!   `--batch-get-secret-value`, inside the check window and with every
 //!   remount checked (`--rotation-check-window=0s`, what remounts spaced
 //!   beyond the window cost); the same with every object pinned;
-//! - 20 pods under two IAM roles, each mounting the same 10 secrets + 5
-//!   parameters, 5 rotation rounds (first mounts excluded), inside one
-//!   window and spaced beyond a `--window-ms` window; then the round after
-//!   one secret changed.
+//! - 20 pods, each mounting the same 10 secrets + 5 parameters, 5 rotation
+//!   rounds (first mounts excluded): under two IAM roles inside one window;
+//!   under one role spaced beyond a `--window-ms` window with one secret
+//!   changed before round 4 (issue 22); under two roles with a parameter
+//!   changed before round 2. Each round's calls, then the total.
 //!
 //! Counts do not depend on the machine; only the run time does.
 //!
 //! ```sh
 //! scripts/install-moto.sh
 //! cargo build --bin ascp --example rotation_calls
-//! target/debug/examples/rotation_calls [--window-ms 5000] [--ascp PATH]
+//! target/debug/examples/rotation_calls [--window-ms 15000] [--ascp PATH]
 //! ```
 
 mod common;
@@ -29,7 +30,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use support::rotation::{Counts, Spacing, many_pods, one_pod, total};
+use support::rotation::{Change, Counts, Scenario, Spacing, many_pods, one_pod, total};
 
 const BATCH: &str = "--batch-get-secret-value=true";
 const EVERY_REMOUNT: &str = "--rotation-check-window=0s";
@@ -42,7 +43,7 @@ struct Args {
     #[arg(long)]
     ascp: Option<PathBuf>,
     /// The check window of the spaced 20-pod runs; rounds wait it out.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 15000)]
     window_ms: u64,
 }
 
@@ -84,37 +85,57 @@ async fn main() {
             &remounts[1],
         );
     }
-    for (name, flags, spacing) in [
-        ("default, inside one window", &[][..], Spacing::InsideWindow),
+    // Issue 22's scenario: one role, a secret changed before round 4; and
+    // a parameter changed before round 2 under two roles.
+    for (name, flags, spacing, roles, change) in [
         (
-            "default, beyond the window",
+            "default, 2 roles, inside one window",
+            &[][..],
+            Spacing::InsideWindow,
+            2,
+            None,
+        ),
+        (
+            "default, 1 role, beyond the window, a secret changed before round 4",
             &[][..],
             Spacing::BeyondWindow(window),
+            1,
+            Some((Change::Secret, 4)),
         ),
         (
-            "batching, inside one window",
+            "batching, 2 roles, inside one window",
             &[BATCH][..],
             Spacing::InsideWindow,
+            2,
+            None,
         ),
         (
-            "batching, beyond the window",
+            "batching, 1 role, beyond the window, a secret changed before round 4",
             &[BATCH][..],
             Spacing::BeyondWindow(window),
+            1,
+            Some((Change::Secret, 4)),
+        ),
+        (
+            "default, 2 roles, beyond the window, a parameter changed before round 2",
+            &[][..],
+            Spacing::BeyondWindow(window),
+            2,
+            Some((Change::Parameter, 2)),
         ),
     ] {
-        let run = many_pods(&binary, flags, spacing, 20, 10, 5, 5).await;
+        let scenario = Scenario::twenty_pods(roles, change);
+        let run = many_pods(&binary, flags, spacing, &scenario).await;
+        for (i, round) in run.rounds.iter().enumerate() {
+            row(&format!("20 pods 10+5, {name}: round {}", i + 1), round);
+        }
+        let updated = match change {
+            Some(_) => format!(" ({} of 20 pods updated)", run.updated),
+            None => String::new(),
+        };
         row(
-            &format!("20 pods 10+5, {name}: 5 rounds"),
+            &format!("20 pods 10+5, {name}: 5 rounds{updated}"),
             &total(&run.rounds),
         );
-        if let Some(changed) = &run.changed {
-            row(
-                &format!(
-                    "20 pods 10+5, {name}: the round after a change ({} of 20 pods updated)",
-                    run.updated
-                ),
-                changed,
-            );
-        }
     }
 }

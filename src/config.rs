@@ -139,9 +139,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub batch_get_secret_value: bool,
 
-    /// How long one DescribeSecret answer about a secret (by full ARN)
-    /// serves every pod of the node on rotation remounts; 0 checks on
-    /// every remount.
+    /// How long one version check of a secret (DescribeSecret) or of a
+    /// parameter (GetParameters), by full ARN, serves every pod of the node
+    /// on rotation remounts; 0 checks on every remount.
     #[arg(long, default_value = "60s", value_parser = parse_go_duration)]
     pub rotation_check_window: Duration,
 }

@@ -1102,3 +1102,74 @@ async fn with_batching_recorded_secrets_are_answered_by_the_nodes_batches_first(
     assert_eq!(text(&r[0]), ("v2".into(), v2));
     assert_eq!(counts(&w0.proxy), [0, 1, 1, 0]);
 }
+
+#[tokio::test]
+async fn parameter_checks_are_keyed_by_the_full_arn_and_a_read_returns_it() {
+    const OTHER: &str = "111122223333";
+    let w = World::new(options(false)).await;
+    let owner = support::account_credentials(&moto().endpoint(), OTHER).await;
+    let owner_ssm = SsmClient::new(
+        &support::sdk_config_with_credentials(&moto().endpoint(), REGION, owner.clone()).await,
+    );
+    w.proxy.map_account(OTHER, owner.access_key_id());
+    let name = "/rot6/same";
+    let ours_arn = format!("arn:aws:ssm:{REGION}:123456789012:parameter/rot6/same");
+    let theirs_arn = format!("arn:aws:ssm:{REGION}:{OTHER}:parameter/rot6/same");
+    support::put_parameter(&w.ssm, name, "ours", ParameterType::String).await;
+    support::put_parameter(&owner_ssm, name, "theirs", ParameterType::String).await;
+    support::put_parameter(&owner_ssm, name, "theirs-2", ParameterType::String).await;
+
+    // A read returns the ARN its answer named: the key of later checks.
+    let r = fetch_parameters(&w.stores(), vec![item(name)]).await;
+    match &r[0] {
+        Ok(Fetched::Value { arn, version, .. }) => {
+            assert_eq!(arn.as_deref(), Some(ours_arn.as_str()));
+            assert_eq!(version, "1");
+        }
+        other => panic!("expected a value, got {other:?}"),
+    }
+    w.proxy.reset_counts();
+
+    // Our check (our ARN): version 1 is current. Theirs, mounted at their
+    // version 1 by ARN, is checked under their ARN, sees version 2 and is
+    // read with their pod's own call.
+    let r = fetch_parameters(&w.stores(), vec![recorded(name, "1", &ours_arn)]).await;
+    assert!(
+        matches!(&r[0], Ok(Fetched::Unchanged { version }) if version == "1"),
+        "{r:?}"
+    );
+    let their_stores = w.stores_as(owner, "arn:aws:iam::111122223333:role/x");
+    let r = fetch_parameters(&their_stores, vec![recorded(&theirs_arn, "1", &theirs_arn)]).await;
+    assert_eq!(text(&r[0]), ("theirs-2".into(), "2".into()));
+    assert_eq!(w.proxy.calls("GetParameters"), 3, "two checks, one read");
+    let bodies = w.proxy.bodies("GetParameters");
+    assert!(bodies[0].contains(&ours_arn) && bodies[0].contains("\"WithDecryption\":false"));
+    assert!(bodies[1].contains(&theirs_arn) && bodies[1].contains("\"WithDecryption\":false"));
+    assert!(bodies[2].contains("\"WithDecryption\":true"));
+
+    // Within the window both answers are free, for any principal.
+    w.proxy.reset_counts();
+    let r = fetch_parameters(&w.stores(), vec![recorded(name, "1", &ours_arn)]).await;
+    assert!(matches!(&r[0], Ok(Fetched::Unchanged { .. })));
+    assert_eq!(w.proxy.calls("GetParameters"), 0);
+
+    // A denied check is no answer: the pod reads the parameter itself and
+    // gets its own answer (here the same denial).
+    let w = World::new(options(false)).await;
+    w.proxy
+        .add_rule(Rule::new().operation("GetParameters").respond_with(
+            400,
+            "AccessDeniedException",
+            "not authorized",
+        ));
+    let r = fetch_parameters(&w.stores(), vec![recorded(name, "1", &ours_arn)]).await;
+    match &r[0] {
+        Err(e) => assert_eq!(e.kind, FailureKind::PermissionDenied, "{e}"),
+        other => panic!("expected the pod's own denial, got {other:?}"),
+    }
+    assert_eq!(
+        w.proxy.calls("GetParameters"),
+        2,
+        "the check, then the read"
+    );
+}

@@ -5,9 +5,11 @@
 //! The scenarios live in `tests/support/rotation.rs`, shared with
 //! `examples/rotation_calls.rs`, which prints the same counts.
 //!
-//! Spaced rounds wait out a 5 s `--rotation-check-window` after the previous
-//! round ended, so every answer of that round has expired; a round itself
-//! (20 mounts that each make one GetParameters) is far shorter than 5 s.
+//! Spaced rounds wait out a 15 s `--rotation-check-window` after the
+//! previous round ended, so every answer of that round has expired; a round
+//! itself (20 mounts, 20 reads of a changed object at most) must stay
+//! shorter than the window, or the node checks twice in it: measured at up
+//! to about 6 s with the machine under load, hence 15 s and not less.
 
 mod support;
 
@@ -15,13 +17,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as SecretsClient;
-use support::rotation::{Counts, Node, Spacing, many_pods, one_pod, read, total};
+use aws_sdk_ssm::types::ParameterType;
+use support::rotation::{
+    Change, Counts, Node, Scenario, Spacing, many_pods, one_pod, read, request, total,
+};
 use support::{Rule, account_credentials, sdk_config_with_credentials};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ascp");
 const BATCH: &str = "--batch-get-secret-value=true";
 const EVERY_REMOUNT: &str = "--rotation-check-window=0s";
-const WINDOW: Duration = Duration::from_secs(5);
+const WINDOW: Duration = Duration::from_secs(15);
 
 fn binary() -> &'static Path {
     Path::new(BINARY)
@@ -63,10 +68,10 @@ async fn one_pod_default_one_describe_per_secret_per_window() {
     assert_aws(
         &r[0],
         &[("DescribeSecret", 40), ("GetParameters", 3)],
-        "the first remount checks each secret once",
+        "the first remount checks each secret once, the parameters ten a call",
     );
     for c in &r[1..] {
-        assert_aws(c, &[("GetParameters", 3)], "inside the window");
+        assert_aws(c, &[], "inside the window");
     }
     for c in one_pod_remounts(&[EVERY_REMOUNT], false).await {
         assert_aws(
@@ -79,9 +84,12 @@ async fn one_pod_default_one_describe_per_secret_per_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pod_batching_two_batches_per_window() {
-    // The first mount's batch answers serve the whole window.
-    for c in one_pod_remounts(&[BATCH], false).await {
-        assert_aws(&c, &[("GetParameters", 3)], "inside the window");
+    // The first mount's batch answers serve the whole window; the first
+    // remount checks the parameters.
+    let r = one_pod_remounts(&[BATCH], false).await;
+    assert_aws(&r[0], &[("GetParameters", 3)], "the parameters checked");
+    for c in &r[1..] {
+        assert_aws(c, &[], "inside the window");
     }
     // Every remount checked: 40 misses are re-read in 2 batches, not
     // checked with 40 DescribeSecret.
@@ -103,16 +111,21 @@ async fn one_pod_everything_pinned_costs_no_aws_call() {
     }
 }
 
-/// 20 pods under two roles, 10 secrets + 5 parameters, 5 rounds.
-/// Spaced runs also check the round after one secret changed against
-/// `after_change`.
+/// 20 pods, 10 secrets + 5 parameters, 5 rounds, under `roles` roles; a
+/// `change` before a round, which must reach every pod in that round.
+fn scenario(roles: usize, change: Option<(Change, usize)>) -> Scenario {
+    Scenario::twenty_pods(roles, change)
+}
+
+/// Runs `scenario` and checks each round's calls against `per_round` (the
+/// last entry repeats), then returns the rounds' total.
 async fn twenty_pods(
     flags: &[&str],
     spacing: Spacing,
+    scenario: &Scenario,
     per_round: &[&[(&str, usize)]],
-    after_change: Option<&[(&str, usize)]>,
 ) -> Counts {
-    let run = many_pods(binary(), flags, spacing, 20, 10, 5, 5).await;
+    let run = many_pods(binary(), flags, spacing, scenario).await;
     assert_eq!(
         run.first.aws("AssumeRoleWithWebIdentity"),
         20,
@@ -123,7 +136,7 @@ async fn twenty_pods(
         let expected = per_round[i.min(per_round.len() - 1)];
         assert_aws(round, expected, &format!("round {}", i + 1));
         assert!(
-            round.kube.get("serviceaccounts").copied().unwrap_or(0) <= 2,
+            round.kube.get("serviceaccounts").copied().unwrap_or(0) <= scenario.roles,
             "at most one GET per ServiceAccount per round: {round}"
         );
         assert_eq!(
@@ -131,60 +144,229 @@ async fn twenty_pods(
             round.kube.get("serviceaccounts").copied().unwrap_or(0)
         );
     }
-    let all = total(&run.rounds);
-    println!("20 pods {flags:?} {spacing:?} 5 rounds: {all}");
-    assert!(all.aws_total <= 150, "{all}");
-    assert_eq!(run.changed.is_some(), after_change.is_some());
-    if let (Some(changed), Some(expected)) = (&run.changed, after_change) {
-        println!("20 pods {flags:?} {spacing:?} round after a change: {changed}");
-        assert_aws(changed, expected, "the round after a change");
+    if scenario.change.is_some() {
         assert_eq!(run.updated, 20, "every pod has the new value");
     }
+    let all = total(&run.rounds);
+    println!("20 pods {flags:?} {spacing:?} 5 rounds: {all}");
+    assert!(all.aws_total <= 80, "{all}");
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_pods_default_inside_one_window() {
-    let first: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 20)];
-    let rest: &[(&str, usize)] = &[("GetParameters", 20)];
-    let all = twenty_pods(&[], Spacing::InsideWindow, &[first, rest], None).await;
-    assert_eq!(all.aws_total, 110);
-}
+const SECRET_BEFORE_ROUND_4: Option<(Change, usize)> = Some((Change::Secret, 4));
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_pods_default_inside_one_window() {
+    // The first round's checks serve the whole window, for both roles.
+    let first: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 1)];
+    let rest: &[(&str, usize)] = &[];
+    let all = twenty_pods(
+        &[],
+        Spacing::InsideWindow,
+        &scenario(2, None),
+        &[first, rest],
+    )
+    .await;
+    assert_eq!(all.aws_total, 11);
+}
+
+/// Issue 22's scenario: one role, rounds beyond the window, a secret
+/// changed before round 4. Each round checks each secret and the five
+/// parameters once for the node; the changed secret is read by each pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pods_default_beyond_the_window_and_a_change_reaches_every_pod() {
-    let each: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 20)];
-    // The changed secret: each pod reads it with its own call.
+    let each: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 1)];
     let changed: &[(&str, usize)] = &[
         ("DescribeSecret", 10),
         ("GetSecretValue", 20),
-        ("GetParameters", 20),
+        ("GetParameters", 1),
     ];
-    let all = twenty_pods(&[], Spacing::BeyondWindow(WINDOW), &[each], Some(changed)).await;
-    assert_eq!(all.aws_total, 150);
+    let all = twenty_pods(
+        &[],
+        Spacing::BeyondWindow(WINDOW),
+        &scenario(1, SECRET_BEFORE_ROUND_4),
+        &[each, each, each, changed, each],
+    )
+    .await;
+    assert_eq!(all.aws_total, 75);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pods_batching_inside_one_window() {
-    let each: &[(&str, usize)] = &[("GetParameters", 20)];
-    let all = twenty_pods(&[BATCH], Spacing::InsideWindow, &[each], None).await;
-    assert_eq!(all.aws_total, 100);
+    // The first mounts' batch answers serve the window; the parameters
+    // are checked once.
+    let first: &[(&str, usize)] = &[("GetParameters", 1)];
+    let rest: &[(&str, usize)] = &[];
+    let all = twenty_pods(
+        &[BATCH],
+        Spacing::InsideWindow,
+        &scenario(2, None),
+        &[first, rest],
+    )
+    .await;
+    assert_eq!(all.aws_total, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pods_batching_beyond_the_window_and_a_change_reaches_every_pod() {
-    let each: &[(&str, usize)] = &[("BatchGetSecretValue", 1), ("GetParameters", 20)];
-    // The first pod re-reads its 10 misses in one batch; the others learn
-    // the change from it and read that secret in a batch of their own.
-    let changed: &[(&str, usize)] = &[("BatchGetSecretValue", 20), ("GetParameters", 20)];
+    // The first pod re-reads its 10 misses in one batch, which is the
+    // node's check of all 10; the parameters are checked once.
+    let each: &[(&str, usize)] = &[("BatchGetSecretValue", 1), ("GetParameters", 1)];
+    // The others learn the change from it and read that secret in a batch
+    // of their own.
+    let changed: &[(&str, usize)] = &[("BatchGetSecretValue", 20), ("GetParameters", 1)];
     let all = twenty_pods(
         &[BATCH],
         Spacing::BeyondWindow(WINDOW),
-        &[each],
-        Some(changed),
+        &scenario(1, SECRET_BEFORE_ROUND_4),
+        &[each, each, each, changed, each],
     )
     .await;
-    assert_eq!(all.aws_total, 105);
+    assert_eq!(all.aws_total, 29);
+}
+
+/// A parameter changed between rounds reaches every pod of both roles at
+/// the first round after the window: one node check sees the change, and
+/// each pod reads the parameter with its own credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_pods_a_changed_parameter_reaches_every_pod() {
+    let each: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 1)];
+    let changed: &[(&str, usize)] = &[("DescribeSecret", 10), ("GetParameters", 21)];
+    let all = twenty_pods(
+        &[],
+        Spacing::BeyondWindow(WINDOW),
+        &scenario(2, Some((Change::Parameter, 2))),
+        &[each, changed, each],
+    )
+    .await;
+    assert_eq!(all.aws_total, 11 * 4 + 31);
+}
+
+/// A labelled parameter is checked as `ARN:label`, without decryption;
+/// moving the label reaches the pod, a pinned version is never checked.
+/// Every remount checks (a zero window), so each step is one check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameter_labels_are_checked_by_arn_and_label_and_pins_never() {
+    let node = Node::start(binary(), &[EVERY_REMOUNT]).await;
+    let v1 = support::put_parameter(&node.ssm, "/lab/p", "p-v1", ParameterType::String).await;
+    support::label_parameter(&node.ssm, "/lab/p", v1, &["prod"]).await;
+    let objects = format!(
+        "- {{objectName: /lab/p, objectType: ssmparameter, objectVersionLabel: prod, objectAlias: labelled}}\n\
+         - {{objectName: /lab/p, objectType: ssmparameter, objectVersion: \"{v1}\", objectAlias: pinned}}\n"
+    );
+    let pods = node.pods(1);
+    let pod = &pods[0];
+    node.mount(pod, &objects).await;
+    let remount = |what: &'static str, expected: &'static [(&'static str, usize)]| {
+        let objects = objects.clone();
+        let node = &node;
+        async move {
+            let before = node.counts();
+            node.mount(pod, &objects).await;
+            assert_aws(&node.counts().since(&before), expected, what);
+        }
+    };
+    remount("unchanged: one check", &[("GetParameters", 1)]).await;
+    let check = node
+        .net
+        .proxy
+        .bodies("GetParameters")
+        .pop()
+        .expect("a check");
+    let check: serde_json::Value = serde_json::from_str(&check).expect("JSON body");
+    assert_eq!(
+        check,
+        serde_json::json!({
+            "Names": ["arn:aws:ssm:us-east-1:123456789012:parameter/lab/p:prod"],
+            "WithDecryption": false
+        })
+    );
+    let v2 = support::put_parameter(&node.ssm, "/lab/p", "p-v2", ParameterType::String).await;
+    remount("a new version, the label unmoved", &[("GetParameters", 1)]).await;
+    assert_eq!(read(pod, "labelled"), "p-v1");
+    support::label_parameter(&node.ssm, "/lab/p", v2, &["prod"]).await;
+    remount("the label moved: check, then read", &[("GetParameters", 2)]).await;
+    assert_eq!(read(pod, "labelled"), "p-v2");
+    assert_eq!(read(pod, "pinned"), "p-v1");
+}
+
+/// Two roles; role b loses `ssm:GetParameters` (the proxy denies its pod's
+/// credentials), then the parameter changes. Pod a's check sees the change
+/// and pod a reads it; pod b's remount learns the change from that check,
+/// but its own read is denied: the mount fails, naming the parameter, and
+/// pod b's files stay as they were. No call of pod b's is answered with
+/// the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_denied_a_parameter_never_gets_it_from_anothers_check() {
+    let node = Node::start(binary(), &[]).await;
+    let objects = node.seed("iso", 0, 1, false).await;
+    let pods = node.pods(2);
+    let (a, b) = (&pods[0], &pods[1]);
+    node.mount(a, &objects).await;
+    node.mount(b, &objects).await;
+    let key_b = node
+        .net
+        .proxy
+        .requests("GetParameters")
+        .last()
+        .and_then(|r| r.access_key_id.clone())
+        .expect("pod b's read was signed");
+    let key_a = node.net.proxy.requests("GetParameters")[0]
+        .access_key_id
+        .clone();
+    assert_ne!(
+        key_a.as_deref(),
+        Some(key_b.as_str()),
+        "two roles, two keys"
+    );
+    let denied = node.net.proxy.add_rule(
+        Rule::new()
+            .operation("GetParameters")
+            .access_key(&key_b)
+            .respond_with(400, "AccessDeniedException", "not authorized"),
+    );
+    let data_b = std::fs::read_link(b.target.join("..data")).expect("pod b's ..data");
+    support::put_parameter(&node.ssm, "/iso/p00", "p0-v2", ParameterType::String).await;
+
+    // Pod a: one check (sees version 2), one read of its own.
+    let before = node.counts();
+    node.mount(a, &objects).await;
+    assert_aws(
+        &node.counts().since(&before),
+        &[("GetParameters", 2)],
+        "pod a",
+    );
+    assert_eq!(read(a, "_iso_p00"), "p0-v2");
+
+    // Pod b, twice: the node's answer says changed, so no check; its own
+    // read is denied every time.
+    for attempt in 1..=2 {
+        let before = node.counts();
+        let status = node
+            .ascp
+            .mount(request(b, &objects))
+            .await
+            .expect_err("pod b may not read the parameter");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(
+            status.message().contains("/iso/p00") && status.message().contains("AccessDenied"),
+            "{}",
+            status.message()
+        );
+        assert!(!status.message().contains("p0-v"), "{}", status.message());
+        assert_aws(
+            &node.counts().since(&before),
+            &[("GetParameters", 1)],
+            &format!("pod b, attempt {attempt}"),
+        );
+        assert_eq!(read(b, "_iso_p00"), "p0-v1", "pod b keeps its own file");
+        assert_eq!(
+            std::fs::read_link(b.target.join("..data")).expect("pod b's ..data"),
+            data_b,
+            "nothing written for pod b"
+        );
+    }
+    assert_eq!(node.net.proxy.fired(denied), 2);
 }
 
 /// The proxy denies DescribeSecret to everyone (moto enforces no IAM

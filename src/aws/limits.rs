@@ -29,9 +29,10 @@ pub struct FetchOptions {
     /// Read Secrets Manager objects without a pinned version or label with
     /// BatchGetSecretValue (beyond ASCP; needs that IAM permission).
     pub batch_get_secret_value: bool,
-    /// How long one DescribeSecret answer decides, for every pod of the
-    /// node, whether a mounted Secrets Manager version is still current
-    /// (rotation remounts; 0: every remount checks).
+    /// How long one version check (DescribeSecret, or GetParameters for
+    /// parameters) decides, for every pod of the node, whether a mounted
+    /// version is still current (rotation remounts; 0: every remount
+    /// checks).
     pub rotation_check_window: std::time::Duration,
 }
 

@@ -8,8 +8,9 @@
 //! and the AWS APIs: the SDK clients and their settings, concurrency limits,
 //! batching (GetParameters, BatchGetSecretValue), the rotation shortcut
 //! (DescribeSecret, per pod when the driver sent the mounted version, shared
-//! by the node per secret ARN when the mount's records know it:
-//! [`version_checks`]) and error classification ([`classify`]).
+//! by the node per secret ARN when the mount's records know it, and
+//! GetParameters shared per parameter ARN: [`version_checks`]) and error
+//! classification ([`classify`]).
 //!
 //! It must never:
 //! - read the environment or files for configuration: the caller passes a
@@ -59,7 +60,7 @@ pub use limits::{CallBound, FetchOptions};
 use limits::{Gate, Limits};
 use parameter_store::ParameterStore;
 use secrets_manager::{Batching, SecretsManagerStore};
-use version_checks::VersionChecks;
+use version_checks::{ParameterChecks, VersionChecks};
 
 /// How long a call may wait for a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -186,6 +187,8 @@ pub struct StoreFactory {
     denials: Arc<BatchDenials>,
     /// The node's shared version checks of mounted secrets.
     checks: Arc<VersionChecks>,
+    /// The node's shared version checks of mounted parameters.
+    parameter_checks: Arc<ParameterChecks>,
     /// SDK clients per (region, credentials).
     clients: Arc<ByCredentials>,
 }
@@ -220,6 +223,7 @@ impl StoreFactory {
             batch: options.batch_get_secret_value,
             denials: Arc::new(BatchDenials::new(BATCH_DENIED_FOR)),
             checks: Arc::new(VersionChecks::new(options.rotation_check_window)),
+            parameter_checks: Arc::new(ParameterChecks::new(options.rotation_check_window)),
             clients: Arc::new(ByCredentials::new()),
         }
     }
@@ -281,6 +285,7 @@ impl StoreFactory {
                 clients,
                 region: region.to_owned(),
                 gate,
+                checks: self.parameter_checks.clone(),
             }),
         }
     }
@@ -305,6 +310,7 @@ struct OnDemandParameterStore {
     clients: Arc<StoreClients>,
     region: String,
     gate: Arc<Gate>,
+    checks: Arc<ParameterChecks>,
 }
 
 impl OnDemandParameterStore {
@@ -320,7 +326,12 @@ impl OnDemandParameterStore {
                     .build(),
             )
         });
-        ParameterStore::new(client, self.region.clone(), self.gate.clone())
+        ParameterStore::new(
+            client,
+            self.region.clone(),
+            self.gate.clone(),
+            self.checks.clone(),
+        )
     }
 }
 

@@ -11,8 +11,16 @@
 //! request. A mount naming one parameter under several selectors pays an
 //! extra call; one naming distinct parameters pays nothing.
 //!
-//! Parameters are always read again on rotation remounts (as ASCP): one
-//! batched call is as cheap as a version check would be.
+//! Rotation remounts (beyond ASCP, which reads every parameter again): an
+//! unpinned item that carries its mounted version and the full ARN its pod's
+//! own read returned (the mount's records) is first asked of the node's
+//! shared checks ([`super::version_checks::ParameterChecks`]): one
+//! GetParameters per ten keys (ARN, or `ARN:label`) per check window,
+//! without decryption, whose values are dropped at once. Still at the
+//! mounted version, the item comes back [`Fetched::Unchanged`] and the
+//! mount reuses its own file; changed, or no answer (a failed or denied
+//! check), it is read below with the pod's own credentials, as any other.
+//! A pinned item recorded at its version never reaches the store.
 //!
 //! A path (`/app/prod/*`, `/app/prod/**`) is listed with GetParametersByPath
 //! on the hierarchy `/app/prod`, with decryption, ten a page (the service's
@@ -30,6 +38,7 @@ use futures::future::{BoxFuture, join_all};
 use super::classify::sdk_error;
 use super::limits::Gate;
 use super::paths::{self, Matches};
+use super::version_checks::{ParameterChecks, Versions, check_key};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
@@ -47,6 +56,8 @@ pub(crate) struct ParameterStore {
     region: String,
     /// The mount's gate, shared with its Secrets Manager store in this region.
     gate: Arc<Gate>,
+    /// The node's shared checks of mounted parameters.
+    checks: Arc<ParameterChecks>,
 }
 
 impl Store for ParameterStore {
@@ -80,22 +91,127 @@ enum Answer {
 }
 
 impl ParameterStore {
-    pub(crate) fn new(client: Client, region: String, gate: Arc<Gate>) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        region: String,
+        gate: Arc<Gate>,
+        checks: Arc<ParameterChecks>,
+    ) -> Self {
         ParameterStore {
             client,
             region,
             gate,
+            checks,
         }
     }
 
+    /// The node's checks first, then one read of everything they left.
     async fn fetch_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
+        let mut results = self.shared_checks(&items).await;
+        let unread: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+        if !unread.is_empty() {
+            let read = self
+                .read_all(unread.iter().map(|&i| items[i].clone()).collect())
+                .await;
+            for (i, result) in unread.into_iter().zip(read) {
+                results[i] = Some(result);
+            }
+        }
+        super::settle(results)
+    }
+
+    /// Asks the node's shared checks about every unpinned item that carries
+    /// its mounted version and ARN: `Unchanged` for those still at it,
+    /// `None` for every other item (to be read).
+    async fn shared_checks(&self, items: &[FetchItem]) -> Vec<Option<ItemResult>> {
+        let keys: Vec<Option<String>> = items
+            .iter()
+            .map(|item| match (&item.current, &item.arn, &item.version) {
+                (Some(_), Some(arn), None) => Some(check_key(arn, item.label.as_deref())),
+                _ => None,
+            })
+            .collect();
+        let mut distinct: Vec<String> = keys.iter().flatten().cloned().collect();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.is_empty() {
+            return vec![None; items.len()];
+        }
+        let versions = self
+            .checks
+            .versions(&distinct, |keys| self.check(keys))
+            .await;
+        let by_key: HashMap<&str, Arc<str>> = distinct
+            .iter()
+            .zip(versions)
+            .filter_map(|(key, version)| Some((key.as_str(), version?)))
+            .collect();
+        items
+            .iter()
+            .zip(&keys)
+            .map(|(item, key)| {
+                let version = by_key.get(key.as_deref()?)?;
+                let current = item.current.as_deref()?;
+                (**version == *current).then(|| {
+                    tracing::debug!(object = %item.name, region = %self.region, version = current, "unchanged (shared check)");
+                    Ok(Fetched::Unchanged {
+                        version: current.to_owned(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// The shared check of `keys` (distinct `ARN` or `ARN:label`): their
+    /// versions now, ten per GetParameters, without decryption. Each value
+    /// returned is dropped (zeroed) here; a key without an answer is
+    /// missing from the result.
+    async fn check(&self, keys: Vec<String>) -> Versions {
+        let requests: Vec<Request> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Request {
+                key: parameter_key(strip_selector(&text)),
+                text,
+                items: vec![i],
+            })
+            .collect();
+        let batches = pack(&requests);
+        let gate: &Gate = &self.gate;
+        let answers =
+            join_all(batches.iter().map(|batch| {
+                self.call(gate, batch.iter().map(|&r| &requests[r]).collect(), false)
+            }))
+            .await;
+        let mut versions = Versions::new();
+        for (batch, answers) in batches.iter().zip(answers) {
+            for (&r, answer) in batch.iter().zip(answers) {
+                let text = &requests[r].text;
+                match answer {
+                    Answer::Value(fetched) => {
+                        versions.insert(text.clone(), fetched.version().to_owned());
+                    }
+                    Answer::Invalid => {
+                        tracing::debug!(object = %text, region = %self.region, "parameter check: invalid; reading instead");
+                    }
+                    Answer::Failed(error) => {
+                        tracing::debug!(object = %text, region = %self.region, code = error.code.as_deref().unwrap_or(""), "parameter check failed; reading instead");
+                    }
+                }
+            }
+        }
+        versions
+    }
+
+    /// Reads every item with the pod's credentials, ten per GetParameters.
+    async fn read_all(&self, items: Vec<FetchItem>) -> Vec<ItemResult> {
         let requests = requests(&items);
         let batches = pack(&requests);
         let gate: &Gate = &self.gate;
         let answers = join_all(
             batches
                 .iter()
-                .map(|batch| self.call(gate, batch.iter().map(|&r| &requests[r]).collect())),
+                .map(|batch| self.call(gate, batch.iter().map(|&r| &requests[r]).collect(), true)),
         )
         .await;
 
@@ -207,14 +323,15 @@ impl ParameterStore {
     }
 
     /// One GetParameters call for `batch` (at most 10 requests, no two for
-    /// the same parameter); one answer per request, in order.
-    async fn call(&self, gate: &Gate, batch: Vec<&Request>) -> Vec<Answer> {
+    /// the same parameter), decrypting SecureStrings when `decrypt` (reads;
+    /// checks need only the version); one answer per request, in order.
+    async fn call(&self, gate: &Gate, batch: Vec<&Request>, decrypt: bool) -> Vec<Answer> {
         let sent = gate
             .call(|| {
                 self.client
                     .get_parameters()
                     .set_names(Some(batch.iter().map(|r| r.text.clone()).collect()))
-                    .with_decryption(true)
+                    .with_decryption(decrypt)
                     .send()
             })
             .await;
@@ -247,7 +364,7 @@ impl ParameterStore {
                 Some(value) => Answer::Value(Fetched::Value {
                     contents: SecretBytes::from(value),
                     version: parameter.version.to_string(),
-                    arn: None,
+                    arn: parameter.arn,
                 }),
                 None => Answer::Failed(StoreError::new(
                     FailureKind::Internal,

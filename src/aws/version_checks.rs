@@ -26,6 +26,17 @@
 //!   on every remount.
 //!
 //! The answers hold version ids and stage names only, never a value.
+//!
+//! [`ParameterChecks`] do the same for Parameter Store: which version a
+//! parameter (or `parameter:label`) resolves to now, asked once per full
+//! parameter ARN (and label) per window with GetParameters, up to ten per
+//! call, with the credentials of a mount that needs it. A check's answer
+//! carries the value too (GetParameters has no version-only form): it is
+//! asked without decryption, wrapped in a zeroing buffer, and dropped
+//! before the call returns; only the version is kept. Concurrent checks of
+//! one key share one answer; a failed or denied check is no answer, and
+//! each waiter reads its parameter itself (a check needs the same
+//! permission as the read, so a denial is not remembered).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -76,6 +87,16 @@ pub(crate) enum CheckFailure {
     Failed(StoreError),
 }
 
+/// A bounded map of answers that expire `window` after they were learnt.
+fn answers_cache<V: Clone + Send + Sync + 'static>(window: Duration) -> Cache<String, V> {
+    Cache::builder()
+        .max_capacity(MAX_ANSWERS)
+        // moka refuses a zero time-to-live; a zero window bypasses the
+        // cache instead.
+        .time_to_live(window.max(Duration::from_millis(1)))
+        .build()
+}
+
 /// The node's shared version checks.
 pub(crate) struct VersionChecks {
     window: Duration,
@@ -87,12 +108,7 @@ impl VersionChecks {
     pub(crate) fn new(window: Duration) -> Self {
         VersionChecks {
             window,
-            answers: Cache::builder()
-                .max_capacity(MAX_ANSWERS)
-                // moka refuses a zero time-to-live; a zero window bypasses
-                // the cache instead.
-                .time_to_live(window.max(Duration::from_millis(1)))
-                .build(),
+            answers: answers_cache(window),
             denials: BatchDenials::new(DESCRIBE_DENIED_FOR),
         }
     }
@@ -202,6 +218,108 @@ impl VersionChecks {
     }
 }
 
+/// The version each checked parameter key resolves to, from one call:
+/// keys missing from the map got no answer (invalid, or not returned).
+pub(crate) type Versions = HashMap<String, String>;
+
+/// The node's shared checks of mounted parameters, keyed by
+/// [`check_key`].
+pub(crate) struct ParameterChecks {
+    window: Duration,
+    answers: Cache<String, Arc<str>>,
+}
+
+/// No answer for a key (the call failed, or did not return it); the cause
+/// is logged where the call was made.
+#[derive(Clone, Copy, Debug)]
+struct NoAnswer;
+
+/// The key of a check: the full ARN the pod's own read returned, with the
+/// label the object selects (`arn:…:parameter/a/b:prod`), as GetParameters
+/// takes it. Unpinned objects only: a pinned version needs no check.
+pub(crate) fn check_key(arn: &str, label: Option<&str>) -> String {
+    match label {
+        Some(label) => format!("{arn}:{label}"),
+        None => arn.to_owned(),
+    }
+}
+
+impl ParameterChecks {
+    pub(crate) fn new(window: Duration) -> Self {
+        ParameterChecks {
+            window,
+            answers: answers_cache(window),
+        }
+    }
+
+    /// The version each of `keys` (distinct) resolves to now: from the
+    /// window's answers (no call), else from `check`, run at most once with
+    /// every key not known (it packs them into calls and returns the
+    /// versions it learnt). `None` for a key with no answer: the caller then
+    /// reads that parameter itself.
+    ///
+    /// Keys another mount is checking at the same moment wait for that
+    /// mount's answer instead of being asked again.
+    pub(crate) async fn versions<F, Fut>(&self, keys: &[String], check: F) -> Vec<Option<Arc<str>>>
+    where
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = Versions>,
+    {
+        let metrics = crate::metrics::global();
+        let mut known: Vec<Option<Arc<str>>> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let answer = match self.window.is_zero() {
+                true => None,
+                false => self.answers.get(key).await,
+            };
+            if answer.is_some() {
+                metrics.version_check("hit");
+            }
+            known.push(answer);
+        }
+        let unknown: Vec<String> = keys
+            .iter()
+            .zip(&known)
+            .filter(|(_, k)| k.is_none())
+            .map(|(key, _)| key.clone())
+            .collect();
+        if unknown.is_empty() {
+            return known;
+        }
+        // One call for every unknown key, polled by whichever of its keys'
+        // lookups runs first; a key cached meanwhile does not poll it.
+        let call = futures::FutureExt::shared(Box::pin(check(unknown)));
+        let lookups = keys.iter().zip(&known).map(|(key, known)| {
+            let call = call.clone();
+            async move {
+                if known.is_some() {
+                    return known.clone();
+                }
+                let called = AtomicBool::new(false);
+                let init = async {
+                    called.store(true, Ordering::Relaxed);
+                    call.await
+                        .get(key)
+                        .map(|v| Arc::<str>::from(v.as_str()))
+                        .ok_or(NoAnswer)
+                };
+                let answer = if self.window.is_zero() {
+                    init.await.map_err(Arc::new)
+                } else {
+                    self.answers.try_get_with(key.clone(), init).await
+                };
+                metrics.version_check(match (&answer, called.load(Ordering::Relaxed)) {
+                    (Err(_), _) => "failed",
+                    (Ok(_), true) => "miss",
+                    (Ok(_), false) => "hit",
+                });
+                answer.ok()
+            }
+        });
+        futures::future::join_all(lookups).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +328,75 @@ mod tests {
 
     fn stages(version: &str) -> Stages {
         HashMap::from([(version.to_owned(), vec!["AWSCURRENT".to_owned()])])
+    }
+
+    fn versions(pairs: &[(&str, &str)]) -> Versions {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn parameter_checks_share_one_call_and_keep_versions_only() {
+        let checks = ParameterChecks::new(Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let gate = tokio::sync::Notify::new();
+        // Two mounts check the same keys at once: one call, both answered.
+        let check = |asked: Vec<String>| {
+            let (calls, gate) = (&calls, &gate);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                gate.notified().await;
+                assert_eq!(asked, ["arn:p1", "arn:p2:prod", "arn:p3"]);
+                versions(&[("arn:p1", "1"), ("arn:p2:prod", "4")])
+            }
+        };
+        let asked = keys(&["arn:p1", "arn:p2:prod", "arn:p3"]);
+        let release = async {
+            tokio::task::yield_now().await;
+            gate.notify_one();
+        };
+        let (a, b, ()) = futures::join!(
+            checks.versions(&asked, check),
+            checks.versions(&asked, check),
+            release
+        );
+        let got = |v: &[Option<Arc<str>>]| -> Vec<Option<String>> {
+            v.iter().map(|v| v.as_deref().map(str::to_owned)).collect()
+        };
+        let want = vec![Some("1".to_owned()), Some("4".to_owned()), None];
+        assert_eq!(got(&a), want);
+        assert_eq!(got(&b), want);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Within the window the answers are free; a key without one (p3:
+        // invalid, or a failed call) is asked again, alone.
+        let again = checks
+            .versions(&asked, |asked| async move {
+                assert_eq!(asked, ["arn:p3"]);
+                Versions::new()
+            })
+            .await;
+        assert_eq!(got(&again), want);
+        // A zero window keeps nothing: every check calls.
+        let none = ParameterChecks::new(Duration::ZERO);
+        let calls = &calls;
+        for _ in 0..2 {
+            let fresh = none
+                .versions(&keys(&["arn:p1"]), |asked| async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    versions(&[(asked[0].as_str(), "2")])
+                })
+                .await;
+            assert_eq!(got(&fresh), [Some("2".to_owned())]);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(check_key("arn:p", Some("prod")), "arn:p:prod");
+        assert_eq!(check_key("arn:p", None), "arn:p");
     }
 
     #[tokio::test]

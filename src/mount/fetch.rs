@@ -24,11 +24,11 @@
 //! record entry is used in a region only while that region acts with the
 //! identity recorded. Then a pinned object (a Secrets Manager VersionId, an
 //! SSM version number) whose recorded version is the pinned one is
-//! answered unchanged without asking the store; an unpinned Secrets Manager
-//! object is asked with its mounted version and the ARN its own fetch
-//! returned, for the node's shared version check. Parameter Store objects
-//! without a pinned version are always fetched. Contents read back for a
-//! recorded object must match the recorded digest, else they are fetched.
+//! answered unchanged without asking the store; an unpinned object (secret
+//! or parameter) is asked with its mounted version and the ARN its own
+//! fetch returned, for the node's shared version check. Contents read back
+//! for a recorded object must match the recorded digest, else they are
+//! fetched.
 
 use std::collections::HashMap;
 
@@ -202,8 +202,7 @@ impl Region {
     }
 
     /// What to ask this region's store for `spec`: the mounted version is
-    /// the driver's when it sent one, else the record's (Secrets Manager
-    /// only: Parameter Store objects are always fetched); the record's ARN
+    /// the driver's when it sent one, else the record's; the record's ARN
     /// goes with it when it names this region and that version.
     fn item(
         &self,
@@ -218,11 +217,7 @@ impl Region {
         let current = current
             .and_then(|c| c.get(spec.file.as_str()))
             .map(|v| (*v).to_owned())
-            .or_else(|| {
-                mounted
-                    .filter(|_| spec.kind == StoreKind::SecretsManager)
-                    .map(|m| m.version.clone())
-            });
+            .or_else(|| mounted.map(|m| m.version.clone()));
         let arn = mounted
             .filter(|m| Some(&m.version) == current.as_ref())
             .and_then(|m| m.arn.clone())

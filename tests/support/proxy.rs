@@ -69,6 +69,9 @@ pub struct Rule {
     region: Option<String>,
     service: Option<String>,
     operation: Option<String>,
+    /// Only requests signed with this access key id (one pod's
+    /// credentials, say), before any [`FaultProxy::map_account`] rewrite.
+    access_key: Option<String>,
     action: Action,
     times: Option<usize>,
 }
@@ -79,6 +82,7 @@ impl Default for Rule {
             region: None,
             service: None,
             operation: None,
+            access_key: None,
             action: Action::Respond {
                 status: 500,
                 error_type: "InternalServiceError".to_owned(),
@@ -109,6 +113,13 @@ impl Rule {
     /// Only `operation`, e.g. `GetSecretValue` or `AssumeRoleWithWebIdentity`.
     pub fn operation(mut self, operation: &str) -> Rule {
         self.operation = Some(operation.to_owned());
+        self
+    }
+
+    /// Only requests signed with `access_key_id` (as [`Recorded`] shows
+    /// it): denies one role's or one pod's credentials and no other's.
+    pub fn access_key(mut self, access_key_id: &str) -> Rule {
+        self.access_key = Some(access_key_id.to_owned());
         self
     }
 
@@ -162,6 +173,10 @@ impl Rule {
         want(&self.region, &request.region)
             && want(&self.service, &request.service)
             && want(&self.operation, &request.operation)
+            && self
+                .access_key
+                .as_deref()
+                .is_none_or(|w| request.access_key_id.as_deref() == Some(w))
     }
 }
 

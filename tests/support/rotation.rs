@@ -56,7 +56,7 @@ impl Counts {
         self.kube.values().sum()
     }
 
-    fn since(&self, before: &Counts) -> Counts {
+    pub fn since(&self, before: &Counts) -> Counts {
         let diff = |now: &BTreeMap<&'static str, usize>, then: &BTreeMap<&'static str, usize>| {
             now.iter()
                 .map(|(k, n)| (*k, n - then.get(k).copied().unwrap_or(0)))
@@ -149,13 +149,19 @@ impl Node {
 
     /// `n` pods, alternating between the two ServiceAccounts.
     pub fn pods(&self, n: usize) -> Vec<Pod> {
+        self.pods_in_roles(n, ROLES.len())
+    }
+
+    /// `n` pods, alternating between the first `roles` ServiceAccounts.
+    pub fn pods_in_roles(&self, n: usize, roles: usize) -> Vec<Pod> {
+        let roles = roles.clamp(1, ROLES.len());
         (0..n)
             .map(|i| {
                 let name = format!("pod-{i:02}");
                 let target = self.ascp.dir().join("targets").join(&name);
                 std::fs::create_dir_all(&target).expect("create a target directory");
                 Pod {
-                    service_account: ROLES[i % 2].0,
+                    service_account: ROLES[i % roles].0,
                     token: format!("eyJhbGciOiJSUzI1NiJ9.ROTATION-{name}.sig"),
                     name,
                     target,
@@ -313,65 +319,113 @@ impl Spacing {
     }
 }
 
+/// What changes in AWS during a [`many_pods`] run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The first secret (`many/s00`) gets a new value.
+    Secret,
+    /// The first parameter (`/many/p00`) gets a new value.
+    Parameter,
+}
+
+impl Change {
+    /// The file that shows the change, and its value after it.
+    pub fn file(self) -> (&'static str, &'static str) {
+        match self {
+            Change::Secret => ("many_s00", "s0-v2"),
+            Change::Parameter => ("_many_p00", "p0-v2"),
+        }
+    }
+}
+
+/// A node of many pods mounting the same objects, remounted in rounds.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub pods: usize,
+    /// IAM roles the pods alternate between (1 or 2).
+    pub roles: usize,
+    pub secrets: usize,
+    pub parameters: usize,
+    /// Rotation rounds measured (the first mounts are not one of them).
+    pub rounds: usize,
+    /// What changes, and before which round (1-based). Spaced runs only:
+    /// the round waits out the window after the change.
+    pub change: Option<(Change, usize)>,
+}
+
+impl Scenario {
+    /// Issue 22's node: 20 pods, 10 secrets + 5 parameters, 5 rounds,
+    /// under `roles` roles, with `change`.
+    pub fn twenty_pods(roles: usize, change: Option<(Change, usize)>) -> Scenario {
+        Scenario {
+            pods: 20,
+            roles,
+            secrets: 10,
+            parameters: 5,
+            rounds: 5,
+            change,
+        }
+    }
+}
+
 /// What [`many_pods`] measured.
 pub struct ManyPods {
     /// The first mounts (excluded from the rounds).
     pub first: Counts,
-    /// Each unchanged rotation round.
+    /// Each rotation round, the one after the change included.
     pub rounds: Vec<Counts>,
-    /// The round after one secret changed and the window passed (spaced
-    /// runs only).
-    pub changed: Option<Counts>,
-    /// Pods whose file of the changed secret holds the new value after it.
+    /// Pods whose file of the changed object holds the new value right
+    /// after the round following the change.
     pub updated: usize,
 }
 
-/// `pods` pods under the two roles, each mounting the same `secrets` +
-/// `parameters` objects; `rounds` unchanged rotation rounds spaced as
-/// `spacing` says; then, when spaced, one secret changes and, once the
-/// window has passed, one more round.
+/// `scenario.pods` pods under `scenario.roles` roles, each mounting the
+/// same secrets and parameters; the rounds spaced as `spacing` says, the
+/// change (if any) made right after the round before it.
 pub async fn many_pods(
     binary: &Path,
     flags: &[&str],
     spacing: Spacing,
-    pods: usize,
-    secrets: usize,
-    parameters: usize,
-    rounds: usize,
+    scenario: &Scenario,
 ) -> ManyPods {
+    assert!(
+        scenario.change.is_none() || matches!(spacing, Spacing::BeyondWindow(_)),
+        "a change is measured in spaced runs only: waiting out the default window takes a minute"
+    );
     let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
     flags.extend(spacing.flag());
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let node = Node::start(binary, &flags).await;
-    let objects = node.seed("many", secrets, parameters, false).await;
-    let pods = node.pods(pods);
+    let objects = node
+        .seed("many", scenario.secrets, scenario.parameters, false)
+        .await;
+    let pods = node.pods_in_roles(scenario.pods, scenario.roles);
     let first = node.round(&pods, &objects).await;
     let mut ended = Instant::now();
     let mut measured = Vec::new();
-    for _ in 0..rounds {
+    let mut updated = 0;
+    for round in 1..=scenario.rounds {
+        let change = scenario.change.filter(|(_, before)| *before == round);
+        match change {
+            Some((Change::Secret, _)) => {
+                super::put_secret_string(&node.sm, "many/s00", "s0-v2", &[]).await;
+            }
+            Some((Change::Parameter, _)) => {
+                put_parameter(&node.ssm, "/many/p00", "p0-v2", ParameterType::String).await;
+            }
+            None => {}
+        }
         spacing.wait(ended).await;
         measured.push(node.round(&pods, &objects).await);
         ended = Instant::now();
-    }
-
-    // The change is measured in spaced runs only: waiting out the default
-    // window would take a minute.
-    let changed = match spacing {
-        Spacing::InsideWindow => None,
-        Spacing::BeyondWindow(_) => {
-            super::put_secret_string(&node.sm, "many/s00", "s0-v2", &[]).await;
-            spacing.wait(ended).await;
-            Some(node.round(&pods, &objects).await)
+        if let Some((change, _)) = change {
+            let (file, value) = change.file();
+            updated = pods.iter().filter(|pod| read(pod, file) == value).count();
         }
-    };
-    let updated = pods
-        .iter()
-        .filter(|pod| read(pod, "many_s00") == "s0-v2")
-        .count();
+    }
     ManyPods {
         first,
         rounds: measured,
-        changed,
         updated,
     }
 }
