@@ -37,7 +37,7 @@ impl WireBound for MountRequest {
     // Four strings (each may be repeated on the wire; the last wins), the
     // versions.
     const MAX_FIELDS: usize = MAX_CURRENT_VERSIONS + 16;
-    const WHAT: &'static str = "current_object_version entries";
+    const WHAT: &'static str = "fields (current_object_version entries and the four strings)";
 }
 
 impl WireBound for VersionRequest {
