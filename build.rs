@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Bounds repeated fields on the wire before decoding (src/server/codec.rs).
+        .codec_path("crate::server::codec::BoundedCodec")
         // These carry tokens (attributes) and secret values (file contents):
         // their Debug is written by hand in src/lib.rs and prints neither.
         .skip_debug([

@@ -14,8 +14,15 @@
 //!
 //! Every accepted connection goes through [`authority::AuthorityRewrite`],
 //! so that drivers sending the socket path as `:authority` are served.
+//!
+//! What a client can make the server hold is bounded: connections, streams,
+//! header lists and request bytes in flight ([`intake`]), the size of one
+//! request ([`MAX_REQUEST_BYTES`]) and the entries it may carry, counted on
+//! the wire before decoding ([`codec`]).
 
 pub mod authority;
+pub mod codec;
+pub mod intake;
 
 use std::future::Future;
 use std::io;
@@ -27,7 +34,6 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::{error, info, warn};
@@ -40,10 +46,12 @@ use crate::proto::{MountRequest, MountResponse, VersionRequest, VersionResponse}
 /// for `provider: aws`.
 pub const SOCKET_NAME: &str = "aws.sock";
 
-/// Largest request accepted. Real requests are far smaller; a larger bound
-/// than gRPC's default lets oversized attributes reach our own check and get
-/// a clear `InvalidArgument` instead of a transport error.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request accepted: gRPC's default. Real requests are far smaller
+/// (a SecretProviderClass is at most 1.5 MiB in etcd); a bound above
+/// [`crate::spc::MAX_ATTRIBUTES_BYTES`] lets oversized attributes reach
+/// that check and get a clear `InvalidArgument` instead of a transport
+/// error, and it stays well below [`intake::REQUEST_BYTES_IN_FLIGHT`].
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// The API version this provider speaks.
 pub const API_VERSION: &str = "v1alpha1";
@@ -151,7 +159,12 @@ impl CsiDriverProvider for Provider {
             let _ = caller_gone.await;
         };
         match tokio::spawn(async move { mounter.handle_until(request, gone).await }).await {
-            Ok(Ok(response)) => Ok(Response::new(response)),
+            Ok(Ok(response)) => {
+                let size = prost::Message::encoded_len(&response);
+                let mut response = Response::new(response);
+                response.extensions_mut().insert(intake::AnswerBytes(size));
+                Ok(response)
+            }
             Ok(Err(e)) => Err(e.to_status()),
             Err(join) => {
                 // The panic hook logged where; the payload may hold anything,
@@ -165,12 +178,15 @@ impl CsiDriverProvider for Provider {
     }
 }
 
-/// The accepted connections, each behind the `:authority` rewrite.
+/// The accepted connections, at most [`intake::MAX_CONNECTIONS`] at once,
+/// each behind the `:authority` rewrite.
 fn incoming(
     listener: UnixListener,
-) -> impl tokio_stream::Stream<Item = io::Result<authority::AuthorityRewrite<tokio::net::UnixStream>>>
-{
-    UnixListenerStream::new(listener).map(|accepted| accepted.map(authority::AuthorityRewrite::new))
+) -> impl tokio_stream::Stream<
+    Item = io::Result<authority::AuthorityRewrite<intake::Admitted<tokio::net::UnixStream>>>,
+> {
+    intake::admitted(listener, intake::MAX_CONNECTIONS)
+        .map(|accepted| accepted.map(authority::AuthorityRewrite::new))
 }
 
 /// Serves `provider` on `listener` until `shutdown` completes, then waits at
@@ -185,7 +201,18 @@ pub async fn run(
     // grpc.health.v1 on the same socket: liveness probes ask it, so they
     // prove the socket really answers.
     let (health, health_service) = tonic_health::server::health_reporter();
+    let mount_timeout = provider.mounter.config().timeout;
     let serve = tonic::transport::Server::builder()
+        .max_concurrent_streams(intake::MAX_STREAMS_PER_CONNECTION)
+        .http2_max_header_list_size(intake::MAX_HEADER_LIST_BYTES)
+        .initial_stream_window_size(intake::STREAM_WINDOW)
+        .initial_connection_window_size(intake::CONNECTION_WINDOW)
+        .max_connection_age(intake::MAX_CONNECTION_AGE)
+        .max_connection_age_grace(intake::request_timeout(mount_timeout))
+        .timeout(intake::request_timeout(mount_timeout))
+        .layer(intake::RequestBytesLayer::new(
+            intake::REQUEST_BYTES_IN_FLIGHT,
+        ))
         .add_service(health_service)
         .add_service(provider.into_service())
         .serve_with_incoming_shutdown(incoming(listener), async {

@@ -129,6 +129,11 @@ pub struct OutputFile {
     pub contents: SecretBytes,
 }
 
+/// Longest target path accepted: the kernel's `PATH_MAX`. Longer ones cannot
+/// be opened, and are refused before their text reaches an error or a log
+/// line, which then shows only its first bytes.
+pub const MAX_TARGET_PATH_BYTES: usize = 4096;
+
 /// The most a driver reads in one response by default (gRPC's 4 MiB), less
 /// room for the versions and framing.
 pub const DRIVER_RESPONSE_LIMIT: usize = 4 * 1024 * 1024 - 64 * 1024;
@@ -243,6 +248,15 @@ impl Target {
         };
         if path.as_os_str().is_empty() {
             return Err(fail("missing: the driver sent no target path".into()));
+        }
+        let len = path.as_os_str().len();
+        if len > MAX_TARGET_PATH_BYTES {
+            return Err(Error::TargetPath {
+                path: PathBuf::from(crate::text::truncate(&path.to_string_lossy(), 200)),
+                reason: format!(
+                    "{len} bytes, longer than the {MAX_TARGET_PATH_BYTES} a path may have"
+                ),
+            });
         }
         let Some(name) = path.file_name() else {
             return Err(fail("does not end in a directory name".into()));

@@ -9,7 +9,7 @@
 //!
 //! | what | limit |
 //! |---|---|
-//! | `attributes` JSON | [`MAX_ATTRIBUTES_BYTES`] |
+//! | `attributes` JSON | [`MAX_ATTRIBUTES_BYTES`], [`MAX_ATTRIBUTE_KEYS`] keys, depth 128 (serde_json), non-string values skipped unbuilt |
 //! | `objects` YAML | [`objects::MAX_OBJECTS_YAML_BYTES`], nesting depth [`objects::MAX_YAML_DEPTH`], [`objects::MAX_YAML_NODES`] nodes, [`objects::MAX_YAML_ALIASES`] aliases |
 //! | objects per mount | [`objects::MAX_OBJECTS`] |
 //! | files per mount (objects, jmesPath entries, matches of paths as listed) | [`objects::MAX_FILES`] |
@@ -95,6 +95,101 @@ pub mod keys {
     pub const ASSUME_ROLE_EXTERNAL_ID: &str = "assumeRoleExternalId";
 }
 
+/// Most keys in `attributes`. The driver sets eight and copies the class's
+/// `spec.parameters`, which hold a dozen at most; each key costs about
+/// 100 bytes once parsed, whatever its size in the JSON.
+pub const MAX_ATTRIBUTE_KEYS: usize = 256;
+
+/// The attributes object, refused past [`MAX_ATTRIBUTE_KEYS`] keys while it
+/// is read.
+struct AttributeMap(BTreeMap<String, AttributeValue>);
+
+impl<'de> serde::Deserialize<'de> for AttributeMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = AttributeMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AttributeMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((key, value)) = map.next_entry::<String, AttributeValue>()? {
+                    out.insert(key, value);
+                    if out.len() > MAX_ATTRIBUTE_KEYS {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {MAX_ATTRIBUTE_KEYS} keys"
+                        )));
+                    }
+                }
+                Ok(AttributeMap(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// One value of the attributes object: a string, or anything else, which
+/// is skipped without being built.
+enum AttributeValue {
+    String(String),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for AttributeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = AttributeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Other)
+            }
+            fn visit_unit<E>(self) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AttributeValue, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(AttributeValue::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AttributeValue, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(AttributeValue::Other)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 /// The request's attributes: a JSON object whose values are all strings.
 #[derive(Clone, Default)]
 pub struct Attributes(BTreeMap<String, String>);
@@ -120,23 +215,35 @@ impl Attributes {
                 ),
             });
         }
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| Error::Attributes {
-                reason: format!("not valid JSON (line {}, column {})", e.line(), e.column()),
-            })?;
-        let serde_json::Value::Object(map) = value else {
+        // Straight into strings: a JSON tree of the whole text would cost
+        // about 16 times its size (`[0,0,…]` is 2 bytes an element, 32 once
+        // parsed), and values that are not strings are skipped unread.
+        let invalid = |e: serde_json::Error| Error::Attributes {
+            reason: format!("not valid JSON (line {}, column {})", e.line(), e.column()),
+        };
+        if !json.trim_start().starts_with('{') {
+            // Read without building anything, to tell bad JSON from JSON
+            // that is not an object.
+            serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(invalid)?;
             return Err(Error::Attributes {
                 reason: "not a JSON object".into(),
             });
-        };
+        }
+        let AttributeMap(map) = serde_json::from_str(json).map_err(|e| match e.classify() {
+            // Only the key count fails as data; its message quotes no input.
+            serde_json::error::Category::Data => Error::Attributes {
+                reason: e.to_string(),
+            },
+            _ => invalid(e),
+        })?;
         let mut out = BTreeMap::new();
         let mut bad = Vec::new();
         for (key, value) in map {
             match value {
-                serde_json::Value::String(s) => {
+                AttributeValue::String(s) => {
                     out.insert(key, s);
                 }
-                _ => bad.push(key),
+                AttributeValue::Other => bad.push(key),
             }
         }
         if !bad.is_empty() {
