@@ -41,14 +41,10 @@ const H2_PEAK_MIB: u64 = 80;
 /// The chart's memory limit, which the hostile set stays under.
 const CHART_LIMIT_MIB: u64 = 128;
 
-/// Inputs of the hostile set that fail until the "jmes" branch bounds
-/// JMESPath evaluation: the lead enables them after the merge by setting
-/// this to `true`.
-const PENDING_JMES_ENABLED: bool = false;
 /// jmesPath expressions that amplify a small JSON value (each result is
-/// the value's array multiplied); they must end in INVALID_ARGUMENT once
-/// evaluation is bounded.
-const PENDING_JMES: &[&str] = &[
+/// the value's array multiplied): bounded evaluation ends them in
+/// INVALID_ARGUMENT.
+const AMPLIFYING_JMES: &[&str] = &[
     "[a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a][][a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a][][a,a,a,a,a,a,a,a,a,a,a,a,a,a,a,a][]",
 ];
 
@@ -829,18 +825,16 @@ async fn a_hostile_set_against_one_process() {
             vec![],
         );
     }
-    if PENDING_JMES_ENABLED {
-        for expr in PENDING_JMES {
-            let objects = format!(
-                "- objectName: h/json\n  objectType: secretsmanager\n  jmesPath:\n    - path: {}\n      objectAlias: amp\n",
-                json!(expr)
-            );
-            add(
-                format!("pending jmes {expr:.40}"),
-                attributes(&objects, &[]),
-                vec![],
-            );
-        }
+    for expr in AMPLIFYING_JMES {
+        let objects = format!(
+            "- objectName: h/json\n  objectType: secretsmanager\n  jmesPath:\n    - path: {}\n      objectAlias: amp\n",
+            json!(expr)
+        );
+        add(
+            format!("amplifying jmes {expr:.40}"),
+            attributes(&objects, &[]),
+            vec![],
+        );
     }
     for enc in ["base64", "hex", "utf-8", "BASE64", "rot13"] {
         for name in ["h/text", "h/json"] {
@@ -975,4 +969,32 @@ async fn a_hostile_set_against_one_process() {
         inputs.len(),
         w.ascp.memory().hwm_kib
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_from_the_request_cannot_forge_or_flood_log_lines() {
+    let w = World::start(&[]).await;
+    let forged = "app\nFORGED mount finished outcome=success";
+    let long = "p".repeat(400 * 1024);
+    for (what, pod) in [("newline", forged), ("400 KiB name", long.as_str())] {
+        let target = w.target();
+        let attrs = attributes(
+            "- objectName: missing\n  objectType: secretsmanager\n",
+            &[
+                ("csi.storage.k8s.io/pod.name", pod),
+                ("secretProviderClass", pod),
+            ],
+        );
+        let status = w.ascp.mount(request(&target, attrs)).await.expect_err(what);
+        assert_ne!(status.code(), Code::Ok, "{what}");
+        assert_empty(&target, what);
+    }
+    let log = w.ascp.log();
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a forged log line:\n{log}"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest <= 4 * 1024, "a log line of {longest} bytes");
+    w.ascp.assert_peak_below_mib(PATH_PEAK_MIB, "names in logs");
 }

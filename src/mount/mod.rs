@@ -254,7 +254,9 @@ impl Mounter {
     ) -> Result<MountResponse, Error> {
         // 1. Offline checks.
         let attrs = Attributes::parse(&request.attributes)?;
-        let field = |key| attrs.get(key).unwrap_or_default().to_owned();
+        // Only for the log line: a name with a newline or 2 MiB of text
+        // must not forge or flood it (Kubernetes names are at most 253).
+        let field = |key| crate::text::escape_bounded(attrs.get(key).unwrap_or_default(), 253);
         summary.pod = field(spc::keys::POD_NAME);
         summary.namespace = field(spc::keys::POD_NAMESPACE);
         summary.spc = field(spc::keys::SPC);
