@@ -44,6 +44,12 @@ pub enum Command {
     /// Play the CSI driver: send a Mount for a SecretProviderClass to a
     /// running provider and write the files it returns.
     Mount(MountArgs),
+    /// Explain why a pod's secrets do not mount: check the driver, the
+    /// provider, the SecretProviderClass, the identity and the IAM
+    /// permissions, in the order a mount walks them. Metadata calls only:
+    /// it never reads a secret or parameter value (DescribeSecret and
+    /// DescribeParameters, never GetSecretValue or GetParameters).
+    Doctor(DoctorArgs),
 }
 
 /// Flags of the server, as ASCP's plus this project's.
@@ -237,6 +243,49 @@ pub struct MountArgs {
     /// How long to wait for the provider.
     #[arg(long, default_value = "120s", value_parser = parse_go_duration)]
     pub timeout: Duration,
+}
+
+/// `ascp doctor`.
+#[derive(Debug, Clone, Args)]
+#[command(
+    group(clap::ArgGroup::new("subject").required(true).args(["pod", "spc"])),
+    after_help = "It reads Kubernetes objects with the kubeconfig (KUBECONFIG, else the in-cluster \
+service account) and AWS metadata with the standard AWS credentials chain: IAM GetRole and \
+SimulatePrincipalPolicy, EKS ListPodIdentityAssociations, Secrets Manager DescribeSecret, SSM \
+DescribeParameters. It never reads a secret or parameter value. Exit code 0 only when no check FAILs."
+)]
+pub struct DoctorArgs {
+    /// The pod's namespace (or the class's and the ServiceAccount's).
+    #[arg(long)]
+    pub namespace: String,
+    /// The pod whose secrets do not mount.
+    #[arg(long, conflicts_with_all = ["spc", "service_account"])]
+    pub pod: Option<String>,
+    /// Without --pod: the SecretProviderClass to check.
+    #[arg(long, requires = "service_account")]
+    pub spc: Option<String>,
+    /// Without --pod: the ServiceAccount the pods will run as.
+    #[arg(long, requires = "spc")]
+    pub service_account: Option<String>,
+    /// The EKS cluster's name, to look up EKS Pod Identity associations.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// The cluster's OIDC issuer URL, for IRSA trust policies; default: the
+    /// API server's /.well-known/openid-configuration.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = DoctorOutput::Table)]
+    pub output: DoctorOutput,
+}
+
+/// `ascp doctor --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorOutput {
+    /// One line per check.
+    Table,
+    /// One JSON document.
+    Json,
 }
 
 /// Go's `strconv.ParseBool`, as ASCP's flags accept.
