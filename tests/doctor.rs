@@ -429,8 +429,8 @@ async fn a_healthy_irsa_pod_passes_every_check() {
             .contains("node node-1"),
         "{report:#}"
     );
-    // Two resources for the secret? One: GetSecretValue and DescribeSecret
-    // on its ARN; one for the parameter.
+    // One simulation per resource: the secret's ARN (GetSecretValue and
+    // DescribeSecret), the parameter's.
     assert_eq!(world.lb.proxy.calls("SimulatePrincipalPolicy"), 2);
     assert_eq!(world.lb.proxy.calls("DescribeSecret"), 1);
     assert_eq!(world.lb.proxy.calls("DescribeParameters"), 1);
@@ -447,10 +447,12 @@ async fn a_healthy_pod_identity_pod_passes_every_check() {
     assert!(out.contains("PASS  identity.association"), "{out}");
     assert!(out.contains(&role_arn("pi-role")), "{out}");
     assert!(
-        out.ends_with("14 check(s): 14 PASS, 0 WARN, 0 FAIL\n"),
+        out.ends_with("15 check(s): 15 PASS, 0 WARN, 0 FAIL\n"),
         "{out}"
     );
     assert!(!out.contains("FAIL  ") && !out.contains("WARN  "), "{out}");
+    // One list, one describe: the association's role.
+    assert_eq!(world.lb.proxy.calls_in(REGION, support::UNKNOWN), 2);
     world.assert_no_value_read();
 }
 
@@ -618,5 +620,66 @@ async fn a_class_and_service_account_are_checked_without_a_pod() {
     assert_eq!(
         report["subject"],
         json!({"namespace": NS, "spc": CLASS, "service_account": SA})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_missing_in_the_failover_region_fails() {
+    let world = World::healthy(false).await;
+    world.add_class(
+        NS,
+        json!({"region": REGION, "failoverRegion": "us-west-2",
+            "objects": format!("- objectName: {SECRET}\n  objectType: secretsmanager\n  objectAlias: db\n")}),
+    );
+    let (code, report) = world.doctor_json(&["--namespace", NS, "--pod", POD]);
+    assert_eq!(code, 1);
+    assert_eq!(failed(&report), ["permissions[db failover]"]);
+    assert_eq!(check(&report, "permissions[db]")["outcome"], "PASS");
+    assert_fails(
+        &report,
+        "permissions[db failover]",
+        "secretsmanager db-password in us-west-2: not found",
+        "create it in us-west-2, or correct objectName / the region",
+    );
+    assert_eq!(world.lb.proxy.calls_in(REGION, "DescribeSecret"), 1);
+    assert_eq!(world.lb.proxy.calls_in("us-west-2", "DescribeSecret"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chained_role_that_does_not_trust_the_pods_role_fails() {
+    let world = World::healthy(false).await;
+    let config = sdk_config(&world.lb.proxy.endpoint(), REGION).await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let trust_other = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": role_arn("someone-else")}, "Action": "sts:AssumeRole"}]});
+    create_role(&iam, "reader", &trust_other).await;
+    world.add_class(
+        NS,
+        json!({"assumeRoleArn": role_arn("reader"),
+            "objects": format!("- objectName: {SECRET}\n  objectType: secretsmanager\n")}),
+    );
+    let (code, report) = world.doctor_json(&["--namespace", NS, "--pod", POD]);
+    assert_eq!(code, 1);
+    assert_eq!(failed(&report), ["identity.chain"]);
+    assert_fails(
+        &report,
+        "identity.chain",
+        &format!(
+            "assumeRoleArn {}'s trust policy does not allow {} to sts:AssumeRole",
+            role_arn("reader"),
+            role_arn("web-role")
+        ),
+        &format!(
+            "{{\"Effect\":\"Allow\",\"Principal\":{{\"AWS\":\"{}\"}},\"Action\":\"sts:AssumeRole\"}}",
+            role_arn("web-role")
+        ),
+    );
+    // The objects are simulated as the chained role, which reads them.
+    let simulated = world.lb.proxy.bodies("SimulatePrincipalPolicy");
+    assert_eq!(simulated.len(), 1);
+    assert!(
+        simulated[0].contains("PolicySourceArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Freader"),
+        "{}",
+        simulated[0]
     );
 }

@@ -130,8 +130,11 @@ impl DaemonSetFacts {
         let mut found = Vec::new();
         let mut args = self.args.iter();
         while let Some(arg) = args.next() {
-            let arg = arg.strip_prefix('-').unwrap_or(arg);
-            match arg.strip_prefix(&format!("-{flag}")) {
+            // Go's flag package takes -flag as --flag.
+            let Some(arg) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+                continue;
+            };
+            match arg.strip_prefix(flag) {
                 Some(rest) if rest.starts_with('=') => found.push(rest[1..].to_owned()),
                 Some("") => found.extend(args.next().cloned()),
                 _ => {}
