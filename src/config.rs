@@ -248,7 +248,6 @@ pub struct MountArgs {
 /// `ascp doctor`.
 #[derive(Debug, Clone, Args)]
 #[command(
-    group(clap::ArgGroup::new("subject").required(true).args(["pod", "spc"])),
     after_help = "It reads Kubernetes objects with the kubeconfig (KUBECONFIG, else the in-cluster \
 service account) and AWS metadata with the standard AWS credentials chain: IAM GetRole and \
 SimulatePrincipalPolicy, EKS ListPodIdentityAssociations, Secrets Manager DescribeSecret, SSM \
@@ -259,13 +258,15 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub namespace: String,
     /// The pod whose secrets do not mount.
-    #[arg(long, conflicts_with_all = ["spc", "service_account"])]
+    #[arg(long, conflicts_with = "service_account")]
     pub pod: Option<String>,
-    /// Without --pod: the SecretProviderClass to check.
-    #[arg(long, requires = "service_account")]
+    /// The SecretProviderClass to check: without --pod, with
+    /// --service-account; with --pod, which of its classes (default: its
+    /// first).
+    #[arg(long, required_unless_present = "pod")]
     pub spc: Option<String>,
     /// Without --pod: the ServiceAccount the pods will run as.
-    #[arg(long, requires = "spc")]
+    #[arg(long, required_unless_present = "pod")]
     pub service_account: Option<String>,
     /// The EKS cluster's name, to look up EKS Pod Identity associations.
     #[arg(long)]
@@ -380,6 +381,39 @@ mod tests {
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "2", "s", "-1s", "2x", "1..5s", "ms"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn doctor_needs_a_pod_or_a_class_and_service_account() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["ascp", "doctor", "--namespace", "app"], args].concat())
+        };
+        let Some(Command::Doctor(d)) = parse(&["--pod", "web"]).unwrap().command else {
+            panic!("not doctor");
+        };
+        assert_eq!(
+            (d.pod.as_deref(), d.output),
+            (Some("web"), DoctorOutput::Table)
+        );
+        let Some(Command::Doctor(d)) =
+            parse(&["--spc", "c", "--service-account", "sa", "--output", "json"])
+                .unwrap()
+                .command
+        else {
+            panic!("not doctor");
+        };
+        assert_eq!(d.service_account.as_deref(), Some("sa"));
+        assert_eq!(d.output, DoctorOutput::Json);
+        assert!(parse(&["--pod", "web", "--spc", "other"]).is_ok());
+        for bad in [
+            &[][..],
+            &["--spc", "c"],
+            &["--service-account", "sa"],
+            &["--pod", "web", "--service-account", "sa"],
+            &["--pod", "web", "--output", "yaml"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -62,8 +62,11 @@ pub enum Action {
 
 /// A request's head and body (lossily decoded) in; status, content type
 /// and body out.
+pub type AnswerFn = dyn Fn(&Parts, &str) -> (u16, String, String) + Send + Sync;
+
+/// An [`AnswerFn`] to share between requests.
 #[derive(Clone)]
-pub struct Answerer(pub Arc<dyn Fn(&Parts, &str) -> (u16, String, String) + Send + Sync>);
+pub struct Answerer(pub Arc<AnswerFn>);
 
 impl std::fmt::Debug for Answerer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

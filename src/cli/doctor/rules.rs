@@ -41,15 +41,21 @@ fn pod(f: &Facts) -> Vec<Check> {
                 "add a volume with csi.driver: {DRIVER_NAME} and volumeAttributes.secretProviderClass: <class> to the pod"
             ),
         ),
-        Found::Yes(p) => Check::pass(
-            "pod",
-            format!(
+        Found::Yes(p) => {
+            let mut detail = format!(
                 "pod {ns}/{name} runs as ServiceAccount {} on node {}, mounting class {}",
                 p.service_account,
                 p.node.as_deref().unwrap_or("(not scheduled)"),
                 p.classes.join(", ")
-            ),
-        ),
+            );
+            if p.classes.len() > 1 {
+                detail.push_str(&format!(
+                    "; checking {} (--spc picks another)",
+                    f.class_name.as_deref().unwrap_or("?")
+                ));
+            }
+            Check::pass("pod", detail)
+        }
         Found::Missing => Check::fail(
             "pod",
             format!("pod {ns}/{name} not found"),
