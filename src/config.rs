@@ -44,6 +44,12 @@ pub enum Command {
     /// Play the CSI driver: send a Mount for a SecretProviderClass to a
     /// running provider and write the files it returns.
     Mount(MountArgs),
+    /// Explain why a pod's secrets do not mount: check the driver, the
+    /// provider, the SecretProviderClass, the identity and the IAM
+    /// permissions, in the order a mount walks them. Metadata calls only:
+    /// it never reads a secret or parameter value (DescribeSecret and
+    /// DescribeParameters, never GetSecretValue or GetParameters).
+    Doctor(DoctorArgs),
 }
 
 /// Flags of the server, as ASCP's plus this project's.
@@ -251,6 +257,50 @@ pub struct MountArgs {
     pub timeout: Duration,
 }
 
+/// `ascp doctor`.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "It reads Kubernetes objects with the kubeconfig (KUBECONFIG, else the in-cluster \
+service account) and AWS metadata with the standard AWS credentials chain: IAM GetRole and \
+SimulatePrincipalPolicy, EKS ListPodIdentityAssociations, Secrets Manager DescribeSecret, SSM \
+DescribeParameters. It never reads a secret or parameter value. Exit code 0 only when no check FAILs."
+)]
+pub struct DoctorArgs {
+    /// The pod's namespace (or the class's and the ServiceAccount's).
+    #[arg(long)]
+    pub namespace: String,
+    /// The pod whose secrets do not mount.
+    #[arg(long, conflicts_with = "service_account")]
+    pub pod: Option<String>,
+    /// The SecretProviderClass to check: without --pod, with
+    /// --service-account; with --pod, which of its classes (default: its
+    /// first).
+    #[arg(long, required_unless_present = "pod")]
+    pub spc: Option<String>,
+    /// Without --pod: the ServiceAccount the pods will run as.
+    #[arg(long, required_unless_present = "pod")]
+    pub service_account: Option<String>,
+    /// The EKS cluster's name, to look up EKS Pod Identity associations.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// The cluster's OIDC issuer URL, for IRSA trust policies; default: the
+    /// API server's /.well-known/openid-configuration.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = DoctorOutput::Table)]
+    pub output: DoctorOutput,
+}
+
+/// `ascp doctor --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorOutput {
+    /// One line per check.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
 /// Go's `strconv.ParseBool`, as ASCP's flags accept.
 pub fn parse_go_bool(v: &str) -> Result<bool, String> {
     crate::spc::parse_go_bool(v)
@@ -365,6 +415,39 @@ mod tests {
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "2", "s", "-1s", "2x", "1..5s", "ms"] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn doctor_needs_a_pod_or_a_class_and_service_account() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["ascp", "doctor", "--namespace", "app"], args].concat())
+        };
+        let Some(Command::Doctor(d)) = parse(&["--pod", "web"]).unwrap().command else {
+            panic!("not doctor");
+        };
+        assert_eq!(
+            (d.pod.as_deref(), d.output),
+            (Some("web"), DoctorOutput::Table)
+        );
+        let Some(Command::Doctor(d)) =
+            parse(&["--spc", "c", "--service-account", "sa", "--output", "json"])
+                .unwrap()
+                .command
+        else {
+            panic!("not doctor");
+        };
+        assert_eq!(d.service_account.as_deref(), Some("sa"));
+        assert_eq!(d.output, DoctorOutput::Json);
+        assert!(parse(&["--pod", "web", "--spc", "other"]).is_ok());
+        for bad in [
+            &[][..],
+            &["--spc", "c"],
+            &["--service-account", "sa"],
+            &["--pod", "web", "--service-account", "sa"],
+            &["--pod", "web", "--output", "yaml"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 

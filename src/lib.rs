@@ -43,7 +43,8 @@
 //! - [`health`]: `/metrics`, `/healthz` (the socket answers a gRPC health
 //!   check) and `/readyz` over HTTP.
 //! - [`config`]: the command line, checked before the runtime starts.
-//! - [`cli`]: the operator's tools `ascp validate` and `ascp mount`.
+//! - [`cli`]: the operator's tools `ascp validate`, `ascp mount` and
+//!   `ascp doctor` (which checks a pod's whole chain in the cluster and AWS).
 //! - [`signals`]: the shutdown future.
 //! - [`telemetry`]: logging set-up and the panic hook.
 //! - [`text`]: bounding text before it reaches a message.

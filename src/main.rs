@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Some(Command::Mount(args)) => runtime
             .block_on(ascp::cli::mount::run(args))
             .map(|report| print!("{report}")),
+        Some(Command::Doctor(args)) => runtime.block_on(doctor(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,17 +131,42 @@ async fn build_backend(
     let base = ascp::aws::load_base_config(&app_id, &args.fetch_options(), own)
         .await
         .map_err(|e| format!("ascp: {e}"))?;
-    let kube_config = match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        Some(_) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| format!("ascp: cannot load the Kubernetes configuration from KUBECONFIG: {e}"))?,
-        None => kube::Config::incluster().map_err(|e| {
-            format!("ascp: cannot configure the Kubernetes client (not in a cluster and KUBECONFIG is not set): {e}")
-        })?,
-    };
+    let kube_config = load_kube_config().await?;
     let stores = ascp::aws::StoreFactory::new(&base, args.fetch_options());
     // One bound on AWS calls in flight for the stores and the identity.
     let identity =
         ascp::identity::setup::backend(&settings, &base, kube_config, stores.call_bound())?;
     Ok((Arc::new(identity), Arc::new(stores)))
+}
+
+/// KUBECONFIG's current context, else the in-cluster service account.
+async fn load_kube_config() -> Result<kube::Config, String> {
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(_) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("ascp: cannot load the Kubernetes configuration from KUBECONFIG: {e}")),
+        None => kube::Config::incluster().map_err(|e| {
+            format!("ascp: cannot configure the Kubernetes client (not in a cluster and KUBECONFIG is not set): {e}")
+        }),
+    }
+}
+
+/// `ascp doctor`: the Kubernetes configuration and the operator's AWS
+/// settings (the SDK's default chain) are read here; the checks run below.
+async fn doctor(args: &ascp::config::DoctorArgs) -> Result<(), String> {
+    let kube_config = load_kube_config().await?;
+    let app_id = format!("{}-{}", ascp::PROGRAM, ascp::VERSION);
+    let aws = ascp::aws::load_base_config(
+        &app_id,
+        &ascp::aws::FetchOptions::default(),
+        ascp::aws::OwnCredentials::DefaultChain,
+    )
+    .await
+    .map_err(|e| format!("ascp: {e}"))?;
+    let report = ascp::cli::doctor::run(args, kube_config, &aws).await?;
+    print!("{}", report.text);
+    match report.failed {
+        0 => Ok(()),
+        n => Err(format!("ascp doctor: {n} check(s) failed")),
+    }
 }

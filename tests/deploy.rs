@@ -1362,6 +1362,10 @@ fn notes_render() {
     let notes = &render_chart(None, "ascp", "kube-system")["NOTES.txt"];
     assert!(notes.contains("kube-system/ascp"), "{notes}");
     assert!(
+        notes.contains("ascp doctor --namespace <ns> --pod <pod>"),
+        "{notes}"
+    );
+    assert!(
         !notes.contains("tokenRequests"),
         "the driver is installed: {notes}"
     );

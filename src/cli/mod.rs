@@ -1,7 +1,10 @@
 //! The operator's tools, for when a pod hangs in `ContainerCreating`:
 //! `ascp validate` checks a SecretProviderClass offline with the server's own
-//! code; `ascp mount` plays the CSI driver against a running provider.
+//! code; `ascp mount` plays the CSI driver against a running provider;
+//! `ascp doctor` checks a pod's whole chain (driver, provider, class,
+//! identity, IAM permissions) in the cluster and in AWS.
 
+pub mod doctor;
 pub mod mount;
 pub mod validate;
 

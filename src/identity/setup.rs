@@ -53,19 +53,11 @@ impl PodIdentitySettings {
 pub fn backend(
     settings: &Settings,
     base: &SdkConfig,
-    mut kube_config: kube::Config,
+    kube_config: kube::Config,
     bound: CallBound,
 ) -> Result<IdentityBackend, String> {
-    // The defaults suit watches (minutes); our calls are single GETs.
-    kube_config.connect_timeout = Some(Duration::from_secs(5));
-    kube_config.read_timeout = Some(identity::kube::DEFAULT_CALL_TIMEOUT);
-    // kube retries 429/503/504 with a backoff longer than our per-call
-    // deadline, which would turn a clear "503" into a timeout; kubelet
-    // retries a failed mount anyway.
-    kube_config.default_retry = false;
     let cluster_url = kube_config.cluster_url.to_string();
-    let kube_client = kube::Client::try_from(kube_config)
-        .map_err(|e| format!("ascp: cannot build the Kubernetes client: {e}"))?;
+    let kube_client = kube_client(kube_config)?;
     let lookups = identity::kube::KubeLookups::new(
         kube_client,
         settings.qps,
@@ -101,4 +93,18 @@ pub fn backend(
         settings.cache_capacity,
         bound,
     ))
+}
+
+/// The Kubernetes client of the provider and of `ascp doctor`: short
+/// connect and read deadlines, no retries of its own.
+pub fn kube_client(mut kube_config: kube::Config) -> Result<kube::Client, String> {
+    // The defaults suit watches (minutes); our calls are single GETs.
+    kube_config.connect_timeout = Some(Duration::from_secs(5));
+    kube_config.read_timeout = Some(identity::kube::DEFAULT_CALL_TIMEOUT);
+    // kube retries 429/503/504 with a backoff longer than our per-call
+    // deadline, which would turn a clear "503" into a timeout; kubelet
+    // retries a failed mount anyway.
+    kube_config.default_retry = false;
+    kube::Client::try_from(kube_config)
+        .map_err(|e| format!("ascp: cannot build the Kubernetes client: {e}"))
 }

@@ -1,6 +1,9 @@
 //! A stub Kubernetes API server: serves ServiceAccounts, Pods and Nodes as
 //! JSON from what the test adds, counts reads per kind, and can fail (503,
-//! 403, hang, drop) on demand. [`KubeApiStub::write_kubeconfig`] writes a
+//! 403, hang, drop) on demand. Any other object (a CSIDriver, DaemonSets,
+//! SecretProviderClasses, a discovery document) is served at the path the
+//! test adds it under ([`KubeApiStub::add_object`]), and collections of
+//! them are listed, across namespaces too, filtered by `labelSelector`. [`KubeApiStub::write_kubeconfig`] writes a
 //! kubeconfig pointing at it (plain http, a dummy bearer token).
 
 use std::collections::HashMap;
@@ -31,6 +34,8 @@ struct State {
     service_accounts: HashMap<(String, String), Value>,
     pods: HashMap<(String, String), Value>,
     nodes: HashMap<String, Value>,
+    /// Other objects by their API path.
+    objects: std::collections::BTreeMap<String, Value>,
     calls: HashMap<String, usize>,
     mode: Option<KubeMode>,
 }
@@ -107,6 +112,20 @@ impl KubeApiStub {
         self.lock().nodes.insert(name.to_owned(), node);
     }
 
+    /// Serves `object` at `path`, e.g.
+    /// `/apis/apps/v1/namespaces/kube-system/daemonsets/csi` or
+    /// `/.well-known/openid-configuration`; it is also an item of the lists
+    /// of its collection (`.../daemonsets`) and, for a namespaced object, of
+    /// the list across namespaces (`/apis/apps/v1/daemonsets`).
+    pub fn add_object(&self, path: &str, object: Value) {
+        self.lock().objects.insert(path.to_owned(), object);
+    }
+
+    /// Stops serving the object at `path`.
+    pub fn remove_object(&self, path: &str) {
+        self.lock().objects.remove(path);
+    }
+
     pub fn set_mode(&self, mode: KubeMode) {
         self.lock().mode = Some(mode);
     }
@@ -164,6 +183,9 @@ fn answer(state: &Mutex<State>, parts: &Parts, _body: &Bytes) -> Reply {
     if parts.method != hyper::Method::GET {
         return status(405, "MethodNotAllowed", "the stub serves GET only");
     }
+    if let Some(object) = s.objects.get(&path) {
+        return Reply::json(200, object);
+    }
     let found = match segments.as_slice() {
         ["api", "v1", "namespaces", ns, "serviceaccounts", name] => s
             .service_accounts
@@ -180,10 +202,81 @@ fn answer(state: &Mutex<State>, parts: &Parts, _body: &Bytes) -> Reply {
             .get(*name)
             .cloned()
             .ok_or_else(|| format!("nodes \"{name}\" not found")),
-        _ => Err(format!("the stub does not serve {path}")),
+        _ => match list(&s.objects, &path, parts.uri.query().unwrap_or("")) {
+            Some(items) => return Reply::json(200, &items),
+            None => Err(format!("the stub does not serve {path}")),
+        },
     };
     match found {
         Ok(object) => Reply::json(200, &object),
         Err(message) => status(404, "NotFound", &message),
     }
+}
+
+/// The list at `collection` of the objects added under it (or, for a
+/// collection without a namespace, under any namespace's), filtered by the
+/// query's `labelSelector` (`k=v,k2=v2`); `None` when nothing was ever
+/// added under such a collection.
+fn list(
+    objects: &std::collections::BTreeMap<String, Value>,
+    collection: &str,
+    query: &str,
+) -> Option<Value> {
+    let selector: Vec<(String, String)> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "labelSelector")
+        .flat_map(|(_, v)| {
+            percent_decode(v)
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // /apis/G/V/PLURAL lists /apis/G/V/namespaces/*/PLURAL/* too.
+    let (prefix, plural) = collection.rsplit_once('/')?;
+    let mut known = false;
+    let items: Vec<Value> = objects
+        .iter()
+        .filter(|(path, _)| {
+            let Some((coll, _)) = path.rsplit_once('/') else {
+                return false;
+            };
+            coll == collection
+                || coll
+                    .strip_prefix(&format!("{prefix}/namespaces/"))
+                    .and_then(|rest| rest.split_once('/'))
+                    .is_some_and(|(_, p)| p == plural)
+        })
+        .inspect(|_| known = true)
+        .filter(|(_, object)| {
+            selector
+                .iter()
+                .all(|(k, v)| object["metadata"]["labels"][k].as_str() == Some(v))
+        })
+        .map(|(_, object)| object.clone())
+        .collect();
+    known.then(|| json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}))
+}
+
+/// `%XX` escapes decoded (label selectors need only these).
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -58,6 +58,24 @@ pub enum Action {
     /// starts with none; `add_permits(n)` releases n held requests), then
     /// forward.
     Hold(Arc<tokio::sync::Semaphore>),
+    /// Answer with what the function makes of the request, without calling
+    /// moto: for the operations moto does not emulate (IAM
+    /// SimulatePrincipalPolicy, EKS Pod Identity associations).
+    Answer(Answerer),
+}
+
+/// A request's head and body (lossily decoded) in; status, content type
+/// and body out.
+pub type AnswerFn = dyn Fn(&Parts, &str) -> (u16, String, String) + Send + Sync;
+
+/// An [`AnswerFn`] to share between requests.
+#[derive(Clone)]
+pub struct Answerer(pub Arc<AnswerFn>);
+
+impl std::fmt::Debug for Answerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answerer")
+    }
 }
 
 /// A fault, matched on region, service and operation (each optional: an unset
@@ -159,6 +177,16 @@ impl Rule {
     /// Holds matching requests until `release` gets a permit for each.
     pub fn hold(mut self, release: Arc<tokio::sync::Semaphore>) -> Rule {
         self.action = Action::Hold(release);
+        self
+    }
+
+    /// Answer with `f(request head, request body)`: (status, content
+    /// type, body).
+    pub fn answer(
+        mut self,
+        f: impl Fn(&Parts, &str) -> (u16, String, String) + Send + Sync + 'static,
+    ) -> Rule {
+        self.action = Action::Answer(Answerer(Arc::new(f)));
         self
     }
 
@@ -548,6 +576,16 @@ async fn handle(
         }) => return Ok(aws_error(json, status, &error_type, &message)),
         Some(Action::Hang) => std::future::pending::<()>().await,
         Some(Action::Disconnect) => return Err(Dropped),
+        Some(Action::Answer(f)) => {
+            let (status, content_type, text) = (f.0)(&parts, &String::from_utf8_lossy(&body));
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            *response.status_mut() =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Ok(value) = HeaderValue::from_str(&content_type) {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            return Ok(response);
+        }
         Some(Action::Delay(delay)) => tokio::time::sleep(delay).await,
         Some(Action::Hold(release)) => {
             if let Ok(permit) = release.acquire().await {
