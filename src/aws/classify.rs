@@ -164,6 +164,17 @@ where
                 format!("{operation}: the answer (HTTP {status}) could not be read"),
             )
         }
+        // Not sent: the node backs off from throttling (`super::throttle`).
+        SdkError::ConstructionFailure(_)
+            if let Some(not_sent) = std::error::Error::source(err)
+                .and_then(|source| source.downcast_ref::<super::throttle::NotSent>()) =>
+        {
+            StoreError::new(
+                FailureKind::Throttled,
+                None,
+                format!("{operation} {not_sent}"),
+            )
+        }
         SdkError::ConstructionFailure(_) => StoreError::new(
             FailureKind::Internal,
             None,
@@ -303,6 +314,26 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("can't find"), "{shown}");
+    }
+
+    #[test]
+    fn calls_not_sent_for_throttling_say_so() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        let err = SdkError::<GetSecretValueError, HttpResponse>::construction_failure(
+            crate::aws::throttle::NotSent::BackingOff {
+                service: "secretsmanager",
+                region: "us-east-1",
+                rate: 2.0,
+                wait: None,
+            },
+        );
+        let e = sdk_error("GetSecretValue", &err);
+        assert_eq!(e.kind, FailureKind::Throttled);
+        assert_eq!(
+            e.to_string(),
+            "GetSecretValue not sent: secretsmanager in us-east-1 is throttling this node, \
+             which backs off (at most 2.0 calls/s now)"
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::throttle::{Service, Throttle, Tripped};
 
 /// What the operator chose for fetching (command line and Helm values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,25 +67,44 @@ impl Default for FetchOptions {
 /// the identity backend its STS and EKS Auth calls: in a node's start-up
 /// burst every mount is a first mount, and without the bound each would open
 /// its own connection to STS at once. Cheap to clone; clones share permits.
+/// It also carries the node's backoff from throttling ([`Throttle`]), which
+/// every AWS call goes through.
 #[derive(Clone, Debug)]
-pub struct CallBound(Arc<Semaphore>);
+pub struct CallBound(Arc<Semaphore>, Arc<Throttle>);
 
 impl CallBound {
     /// A bound of `options.max_concurrent_global` calls (0 counts as 1).
     pub fn new(options: &FetchOptions) -> Self {
-        CallBound(Arc::new(Semaphore::new(
-            options
-                .max_concurrent_global
-                .clamp(1, Semaphore::MAX_PERMITS),
-        )))
+        CallBound(
+            Arc::new(Semaphore::new(
+                options
+                    .max_concurrent_global
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            Arc::default(),
+        )
     }
 
     /// Makes one call once a permit is held, building its future only then
     /// and on the heap, as a fetch's gate does. The semaphore is never
     /// closed; if acquiring ever failed, the call would go ahead.
-    pub async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
-        let _permit = self.0.acquire().await.ok();
-        Box::pin(call()).await
+    /// The call goes to `service` in `region`, under the node's backoff
+    /// ([`Throttle::call`]), which may send it twice.
+    pub async fn call<T, E: ProvideErrorMetadata, F>(
+        &self,
+        service: Service,
+        region: &str,
+        call: impl Fn() -> F,
+    ) -> F::Output
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.1
+            .call(service, region, None, || async {
+                let _permit = self.0.acquire().await.ok();
+                Box::pin(call()).await
+            })
+            .await
     }
 }
 
@@ -106,12 +129,15 @@ impl Limits {
         self.global.clone()
     }
 
-    /// The gate for one mount in one region: its own limit, under the
-    /// global one.
-    pub(crate) fn for_mount(&self) -> Gate {
+    /// The gate for one mount in `region`: its own limit, under the
+    /// global one, and the node's backoff.
+    pub(crate) fn for_mount(&self, region: &str) -> Gate {
         Gate {
             local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
             global: self.global.0.clone(),
+            throttle: self.global.1.clone(),
+            region: region.to_owned(),
+            tripped: Tripped::default(),
         }
     }
 }
@@ -120,6 +146,10 @@ impl Limits {
 pub(crate) struct Gate {
     local: Semaphore,
     global: Arc<Semaphore>,
+    throttle: Arc<Throttle>,
+    region: String,
+    /// The services this mount's calls failed throttled at, here.
+    tripped: Tripped,
 }
 
 /// Held while one AWS call is in flight.
@@ -146,15 +176,31 @@ impl Gate {
     /// operation's future takes kilobytes; built inline, every call waiting
     /// for a permit (most of them, in a burst of mounts) would hold that
     /// much for nothing.
-    pub(crate) async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
-        let _permit = self.enter().await;
-        Box::pin(call()).await
+    ///
+    /// The call goes to `service`, under the node's backoff
+    /// ([`Throttle::call`]), which may send it twice, and not at all once
+    /// another call of this mount to `service` failed throttled.
+    pub(crate) async fn call<T, E: ProvideErrorMetadata, F>(
+        &self,
+        service: Service,
+        call: impl Fn() -> F,
+    ) -> F::Output
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.throttle
+            .call(service, &self.region, Some(&self.tripped), || async {
+                let _permit = self.enter().await;
+                Box::pin(call()).await
+            })
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -168,11 +214,12 @@ mod tests {
     impl InFlight {
         /// One call, in flight across a sleep, so that calls started together
         /// overlap (on a paused clock the sleep takes no time).
-        async fn call(&self) {
+        async fn call(&self) -> Result<(), SdkError<GetSecretValueError, HttpResponse>> {
             let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.max.fetch_max(n, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(5)).await;
             self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
         }
 
         fn max(&self) -> usize {
@@ -182,10 +229,12 @@ mod tests {
 
     async fn peak(limits: &Limits, fetches: usize, calls: usize) -> usize {
         let counter = &InFlight::default();
-        let gates: Vec<Gate> = (0..fetches).map(|_| limits.for_mount()).collect();
-        let all = gates
-            .iter()
-            .flat_map(|gate| (0..calls).map(move |_| gate.call(|| counter.call())));
+        let gates: Vec<Gate> = (0..fetches)
+            .map(|_| limits.for_mount("us-east-1"))
+            .collect();
+        let all = gates.iter().flat_map(|gate| {
+            (0..calls).map(move |_| gate.call(Service::SecretsManager, || counter.call()))
+        });
         futures::future::join_all(all).await;
         counter.max()
     }
@@ -198,11 +247,17 @@ mod tests {
             max_concurrent_global: 3,
             ..FetchOptions::default()
         });
-        let (gate, bound) = (limits.for_mount(), limits.bound());
+        let (gate, bound) = (limits.for_mount("us-east-1"), limits.bound());
         let counter = &InFlight::default();
         futures::join!(
-            futures::future::join_all((0..4).map(|_| gate.call(|| counter.call()))),
-            futures::future::join_all((0..4).map(|_| bound.call(|| counter.call()))),
+            futures::future::join_all(
+                (0..4).map(|_| gate.call(Service::SecretsManager, || counter.call()))
+            ),
+            futures::future::join_all((0..4).map(|_| bound.call(
+                Service::Sts,
+                "us-east-1",
+                || counter.call()
+            ))),
         );
         assert_eq!(counter.max(), 3);
     }
