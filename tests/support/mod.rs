@@ -20,6 +20,8 @@
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
 //! - [`rotation`]: the rotation scenarios (one pod, many pods under two
 //!   roles) through the real binary, counting AWS and Kubernetes calls.
+//! - [`throttle`]: the throttling scenario (every store call throttled for
+//!   a while) over [`rotation`]'s node, with `/metrics` read back.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -37,6 +39,7 @@ pub mod proxy;
 pub mod rotation;
 pub mod seed;
 pub mod stub_server;
+pub mod throttle;
 
 pub use moto::{
     MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,
