@@ -491,7 +491,9 @@ async fn server_errors_are_unavailable_after_the_retries() {
     assert_eq!(error(&r[0]).kind, FailureKind::Throttled);
     assert_eq!(w.proxy.calls("GetSecretValue"), 2);
 
-    // A 500 that goes away is retried into a value.
+    // A 500 that goes away is retried into a value. A new mount's stores:
+    // this one's calls to Secrets Manager stop at its throttled one.
+    let stores = w.stores();
     w.proxy.clear_rules();
     w.proxy.reset_counts();
     w.proxy.add_rule(

@@ -164,15 +164,16 @@ where
                 format!("{operation}: the answer (HTTP {status}) could not be read"),
             )
         }
-        // Not sent: the node backs off from throttling (`super::throttle`).
+        // Not sent: the node backs off from throttling (`super::throttle`),
+        // which says why in a StoreError.
         SdkError::ConstructionFailure(_)
             if let Some(not_sent) = std::error::Error::source(err)
-                .and_then(|source| source.downcast_ref::<super::throttle::NotSent>()) =>
+                .and_then(|source| source.downcast_ref::<StoreError>()) =>
         {
             StoreError::new(
-                FailureKind::Throttled,
-                None,
-                format!("{operation} {not_sent}"),
+                not_sent.kind,
+                not_sent.code.as_deref(),
+                format!("{operation} {}", not_sent.message),
             )
         }
         SdkError::ConstructionFailure(_) => StoreError::new(
@@ -319,14 +320,13 @@ mod tests {
     #[test]
     fn calls_not_sent_for_throttling_say_so() {
         use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-        let err = SdkError::<GetSecretValueError, HttpResponse>::construction_failure(
-            crate::aws::throttle::NotSent::BackingOff {
-                service: "secretsmanager",
-                region: "us-east-1",
-                rate: 2.0,
-                wait: None,
-            },
-        );
+        let err =
+            SdkError::<GetSecretValueError, HttpResponse>::construction_failure(StoreError::new(
+                FailureKind::Throttled,
+                None,
+                "not sent: secretsmanager in us-east-1 is throttling this node, \
+                 which backs off (at most 2.0 calls/s now)",
+            ));
         let e = sdk_error("GetSecretValue", &err);
         assert_eq!(e.kind, FailureKind::Throttled);
         assert_eq!(

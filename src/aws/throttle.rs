@@ -51,7 +51,7 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
 use aws_smithy_types::retry::ErrorKind;
 use tokio::time::Instant;
 
-use crate::store::{FailureKind, Patience};
+use crate::store::{FailureKind, Patience, StoreError};
 
 /// The lowest allowed rate, in calls per second.
 pub const MIN_RATE: f64 = 1.0;
@@ -97,9 +97,9 @@ impl Service {
     }
 }
 
-/// Why a call was not sent. Carried as the source of an SDK construction
-/// failure, which [`super::classify::sdk_error`] turns into a throttling
-/// error of the operation.
+/// Why a call was not sent. Carried, as a throttling [`StoreError`], as the
+/// source of an SDK construction failure, which
+/// [`super::classify::sdk_error`] turns into the operation's error.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NotSent {
     /// The node is backing off and the call may not wait for a slot.
@@ -298,7 +298,7 @@ impl Throttle {
     /// `send` builds and sends it, and is called again for the one retry of
     /// a throttled answer. `tripped` is the mount's, when the call belongs
     /// to one. A call that is not sent answers an SDK construction failure
-    /// whose source is [`NotSent`].
+    /// whose source is a throttling [`StoreError`] saying why ([`NotSent`]).
     pub(crate) async fn call<T, E, F>(
         &self,
         service: Service,
@@ -315,28 +315,37 @@ impl Throttle {
             .unwrap_or_else(|| Patience::Until(Instant::now() + DEFAULT_PATIENCE));
         let not_sent = |reason: NotSent| {
             crate::metrics::global().throttle_held_back(service.label(), region);
-            SdkError::construction_failure(reason)
+            SdkError::construction_failure(StoreError::new(
+                FailureKind::Throttled,
+                None,
+                reason.to_string(),
+            ))
         };
-        let mut throttled_answer = None;
-        for _ in 0..2 {
+        let mount_throttled = || {
+            not_sent(NotSent::MountThrottled {
+                service: service.label(),
+                region,
+            })
+        };
+        // The first answer, when it was throttling and the call may go once more.
+        let mut throttled: Option<Result<T, SdkError<E, HttpResponse>>> = None;
+        loop {
             if tripped.is_some_and(|t| t.get(service)) {
-                return throttled_answer.unwrap_or_else(|| {
-                    Err(not_sent(NotSent::MountThrottled {
-                        service: service.label(),
-                        region,
-                    }))
-                });
+                return throttled.unwrap_or_else(|| Err(mount_throttled()));
             }
             let slot = self.with(service, region, |p| p.reserve(Instant::now(), patience));
-            let at = match slot {
-                Ok(at) => at,
-                Err((rate, wait)) => {
-                    if let Some(answer) = throttled_answer {
-                        // The retry gets no slot: the throttled answer stands.
-                        crate::metrics::global().throttle_held_back(service.label(), region);
-                        tripped.inspect(|t| t.set(service));
-                        return answer;
-                    }
+            let at = match (slot, throttled) {
+                (Ok(at), earlier) => {
+                    throttled = earlier;
+                    at
+                }
+                // The retry gets no slot: the throttled answer stands.
+                (Err(_), Some(answer)) => {
+                    crate::metrics::global().throttle_held_back(service.label(), region);
+                    tripped.inspect(|t| t.set(service));
+                    return answer;
+                }
+                (Err((rate, wait)), None) => {
                     return Err(not_sent(NotSent::BackingOff {
                         service: service.label(),
                         region,
@@ -346,30 +355,26 @@ impl Throttle {
                 }
             };
             tokio::time::sleep_until(at).await;
+            // Another call of the mount may have failed while this one waited.
+            if tripped.is_some_and(|t| t.get(service)) {
+                return throttled.unwrap_or_else(|| Err(mount_throttled()));
+            }
             let answer = send().await;
-            let throttled = matches!(&answer, Err(e) if is_throttling(e));
+            let now_throttled = matches!(&answer, Err(e) if is_throttling(e));
             self.with(service, region, |p| {
-                p.answered(Instant::now(), at, throttled)
+                p.answered(Instant::now(), at, now_throttled)
             });
-            if !throttled {
+            if !now_throttled {
                 return answer;
             }
-            throttled_answer = Some(answer);
+            if throttled.is_some() {
+                // The retry was throttled too.
+                tripped.inspect(|t| t.set(service));
+                return answer;
+            }
+            throttled = Some(answer);
         }
-        tripped.inspect(|t| t.set(service));
-        throttled_answer.unwrap_or_else(|| unreachable_answer(service, region))
     }
-}
-
-/// Only for the type checker: the loop above always leaves an answer.
-fn unreachable_answer<T, E>(
-    service: Service,
-    region: &'static str,
-) -> Result<T, SdkError<E, HttpResponse>> {
-    Err(SdkError::construction_failure(NotSent::MountThrottled {
-        service: service.label(),
-        region,
-    }))
 }
 
 /// A retry classifier that forbids the SDK's own retries of throttling:
