@@ -331,7 +331,10 @@ impl Throttle {
         let mut throttled: Option<Result<T, SdkError<E, HttpResponse>>> = None;
         loop {
             if tripped.is_some_and(|t| t.get(service)) {
-                return throttled.unwrap_or_else(|| Err(mount_throttled()));
+                return match throttled {
+                    Some(answer) => answer,
+                    None => Err(mount_throttled()),
+                };
             }
             let slot = self.with(service, region, |p| p.reserve(Instant::now(), patience));
             let at = match (slot, throttled) {
@@ -357,7 +360,10 @@ impl Throttle {
             tokio::time::sleep_until(at).await;
             // Another call of the mount may have failed while this one waited.
             if tripped.is_some_and(|t| t.get(service)) {
-                return throttled.unwrap_or_else(|| Err(mount_throttled()));
+                return match throttled {
+                    Some(answer) => answer,
+                    None => Err(mount_throttled()),
+                };
             }
             let answer = send().await;
             let now_throttled = matches!(&answer, Err(e) if is_throttling(e));
