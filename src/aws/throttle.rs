@@ -535,25 +535,19 @@ mod tests {
             }
         };
         let first = Patience::Until(Instant::now() + Duration::from_secs(60));
-        let answer = first
-            .scope(throttle.call(
+        let first_mount = || {
+            first.scope(throttle.call(
                 Service::SecretsManager,
                 "us-east-1",
                 Some(&tripped),
                 throttled,
             ))
-            .await;
+        };
+        let answer = first_mount().await;
         assert!(is_throttling(&answer.unwrap_err()));
         assert_eq!(sent.get(), 2);
         // The mount's next call to that service is not sent.
-        let answer = first
-            .scope(throttle.call(
-                Service::SecretsManager,
-                "us-east-1",
-                Some(&tripped),
-                throttled,
-            ))
-            .await;
+        let answer = first_mount().await;
         assert!(matches!(answer, Err(SdkError::ConstructionFailure(_))));
         assert_eq!(sent.get(), 2);
         // A remount is not sent while the node backs off, in any mount.
