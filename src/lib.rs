@@ -30,7 +30,8 @@
 //! - [`aws`]: the Secrets Manager and Parameter Store stores on the AWS SDK:
 //!   concurrent and batched reads, the rotation check, error classification,
 //!   and the process-wide bound on AWS calls, which the identity's STS and
-//!   EKS Auth calls share; its store factory implements
+//!   EKS Auth calls share, as they share the node's backoff when AWS
+//!   throttles ([`aws::throttle`]); its store factory implements
 //!   [`store::OpenStores`].
 //! - [`jmes`]: extracts JSON keys with JMESPath, with its own interpreter
 //!   bounded in size, depth, amplification and work.

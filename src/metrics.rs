@@ -87,6 +87,15 @@ pub struct VersionCheckLabels {
     pub result: &'static str,
 }
 
+/// Labels of the node's backoff from throttling, per service and region.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    /// `secretsmanager`, `ssm`, `sts` or `eks-auth`.
+    pub service: &'static str,
+    /// One of [`KNOWN_REGIONS`], or `other`.
+    pub region: &'static str,
+}
+
 /// Labels of the build info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -121,6 +130,11 @@ pub struct Metrics {
     pub budget_waits: Counter,
     /// AWS calls waiting for a permit of `--max-concurrent-fetches`.
     pub aws_calls_waiting: Gauge,
+    /// The allowed rate of AWS calls while the node backs off from
+    /// throttling, in calls per second; 0 when calm.
+    pub throttle_rate: Family<ThrottleLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// AWS calls not sent because the node backs off from throttling.
+    pub throttle_held_back: Family<ThrottleLabels, Counter>,
 }
 
 /// Labels of the mount duration: the outcome only.
@@ -196,6 +210,19 @@ impl Metrics {
             "Shared version checks of mounted secrets by result (hit, miss, failed, skipped, batched)",
             version_checks.clone(),
         );
+        let throttle_rate =
+            Family::<ThrottleLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "aws_allowed_calls_per_second",
+            "Calls per second the node allows itself while AWS throttles it, per service and region (0: calm, not paced), as of the last call",
+            throttle_rate.clone(),
+        );
+        let throttle_held_back = Family::<ThrottleLabels, Counter>::default();
+        registry.register(
+            "aws_calls_held_back",
+            "AWS calls not sent because the node backs off from throttling, per service and region",
+            throttle_held_back.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -235,6 +262,8 @@ impl Metrics {
             budget_bytes_in_use,
             budget_waits,
             aws_calls_waiting,
+            throttle_rate,
+            throttle_held_back,
         }
     }
 
@@ -275,6 +304,20 @@ impl Metrics {
     pub fn version_check(&self, result: &'static str) {
         self.version_checks
             .get_or_create(&VersionCheckLabels { result })
+            .inc();
+    }
+
+    /// Sets the allowed rate of `service` in `region` (a label).
+    pub fn throttle_rate(&self, service: &'static str, region: &'static str, rate: f64) {
+        self.throttle_rate
+            .get_or_create(&ThrottleLabels { service, region })
+            .set(rate);
+    }
+
+    /// Counts a call of `service` in `region` (a label) not sent.
+    pub fn throttle_held_back(&self, service: &'static str, region: &'static str) {
+        self.throttle_held_back
+            .get_or_create(&ThrottleLabels { service, region })
             .inc();
     }
 

@@ -258,3 +258,32 @@ pub trait OpenStores: Send + Sync {
     /// `credentials`.
     fn open(&self, region: &str, credentials: &PodCredentials) -> Stores;
 }
+
+/// How long a mount's AWS calls may wait while the node backs off from
+/// throttling (`aws::throttle`). The mount sets it for its calls
+/// ([`Patience::scope`]); calls outside any mount wait a bounded while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// Until this instant: a first mount, whose deadline it is.
+    Until(tokio::time::Instant),
+    /// Not at all: a remount over files and records of its own. While the
+    /// node backs off, its calls are not sent; it fails naming throttling
+    /// and the pod keeps its files.
+    None,
+}
+
+tokio::task_local! {
+    static PATIENCE: Patience;
+}
+
+impl Patience {
+    /// Runs `work` (a mount's fetch) with this patience for its AWS calls.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        PATIENCE.scope(self, work).await
+    }
+
+    /// The patience of the mount being served, if any.
+    pub fn current() -> Option<Patience> {
+        PATIENCE.try_with(|p| *p).ok()
+    }
+}

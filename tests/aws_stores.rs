@@ -481,13 +481,19 @@ async fn server_errors_are_unavailable_after_the_retries() {
     assert_eq!(w.proxy.calls("GetParameters"), 3);
 
     // Throttling that outlives the retries is the service's trouble too.
+    // It is sent twice, not three times: the SDK does not retry it, the
+    // node's backoff (aws::throttle) retries it once.
     w.proxy.clear_rules();
+    w.proxy.reset_counts();
     w.proxy
         .add_rule(Rule::new().respond(400, "ThrottlingException"));
     let r = fetch_secrets(&stores, vec![item("t10/db")]).await;
     assert_eq!(error(&r[0]).kind, FailureKind::Throttled);
+    assert_eq!(w.proxy.calls("GetSecretValue"), 2);
 
-    // A 500 that goes away is retried into a value.
+    // A 500 that goes away is retried into a value. A new mount's stores:
+    // this one's calls to Secrets Manager stop at its throttled one.
+    let stores = w.stores();
     w.proxy.clear_rules();
     w.proxy.reset_counts();
     w.proxy.add_rule(

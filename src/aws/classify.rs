@@ -164,6 +164,18 @@ where
                 format!("{operation}: the answer (HTTP {status}) could not be read"),
             )
         }
+        // Not sent: the node backs off from throttling (`super::throttle`),
+        // which says why in a StoreError.
+        SdkError::ConstructionFailure(_)
+            if let Some(not_sent) = std::error::Error::source(err)
+                .and_then(|source| source.downcast_ref::<StoreError>()) =>
+        {
+            StoreError::new(
+                not_sent.kind,
+                not_sent.code.as_deref(),
+                format!("{operation} {}", not_sent.message),
+            )
+        }
         SdkError::ConstructionFailure(_) => StoreError::new(
             FailureKind::Internal,
             None,
@@ -303,6 +315,25 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("can't find"), "{shown}");
+    }
+
+    #[test]
+    fn calls_not_sent_for_throttling_say_so() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        let err =
+            SdkError::<GetSecretValueError, HttpResponse>::construction_failure(StoreError::new(
+                FailureKind::Throttled,
+                None,
+                "not sent: secretsmanager in us-east-1 is throttling this node, \
+                 which backs off (at most 2.0 calls/s now)",
+            ));
+        let e = sdk_error("GetSecretValue", &err);
+        assert_eq!(e.kind, FailureKind::Throttled);
+        assert_eq!(
+            e.to_string(),
+            "GetSecretValue not sent: secretsmanager in us-east-1 is throttling this node, \
+             which backs off (at most 2.0 calls/s now)"
+        );
     }
 
     #[test]

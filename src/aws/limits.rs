@@ -15,7 +15,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
+
+use super::throttle::{Service, Throttle, Tripped};
 
 /// What the operator chose for fetching (command line and Helm values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,26 +79,46 @@ impl Default for FetchOptions {
 /// round robin, not to the oldest call. A mount with a thousand calls
 /// queued therefore delays another mount's call by at most one call of its
 /// own per permit, instead of all of them.
+///
+/// It also carries the node's backoff from throttling ([`Throttle`]), which
+/// every AWS call goes through.
 #[derive(Clone, Debug)]
-pub struct CallBound(Arc<FairQueue>);
+pub struct CallBound(Arc<FairQueue>, Arc<Throttle>);
 
 impl CallBound {
     /// A bound of `options.max_concurrent_global` calls (0 counts as 1).
     pub fn new(options: &FetchOptions) -> Self {
-        CallBound(Arc::new(FairQueue {
-            state: Mutex::new(Turns {
-                free: options.max_concurrent_global.max(1),
-                clients: VecDeque::new(),
+        CallBound(
+            Arc::new(FairQueue {
+                state: Mutex::new(Turns {
+                    free: options.max_concurrent_global.max(1),
+                    clients: VecDeque::new(),
+                }),
             }),
-        }))
+            Arc::default(),
+        )
     }
 
     /// Makes one call once a permit is held, building its future only then
     /// and on the heap, as a fetch's gate does. A client of its own: one
-    /// call waits its turn among the mounts.
-    pub async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
-        let _permit = self.acquire(new_client()).await;
-        Box::pin(call()).await
+    /// call waits its turn among the mounts. The call goes to `service` in
+    /// `region`, under the node's backoff ([`Throttle::call`]), which may
+    /// send it twice.
+    pub async fn call<T, E: ProvideErrorMetadata, F>(
+        &self,
+        service: Service,
+        region: &str,
+        call: impl Fn() -> F,
+    ) -> F::Output
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.1
+            .call(service, region, None, || async {
+                let _permit = self.acquire(new_client()).await;
+                Box::pin(call()).await
+            })
+            .await
     }
 
     /// One permit, in `client`'s turn.
@@ -222,13 +246,17 @@ impl Limits {
         self.global.clone()
     }
 
-    /// The gate for one mount in one region: its own limit, under the
-    /// global one, where its calls take one turn together.
-    pub(crate) fn for_mount(&self) -> Gate {
+    /// The gate for one mount in `region`: its own limit, under the
+    /// global one, where its calls take one turn together, and the node's
+    /// backoff.
+    pub(crate) fn for_mount(&self, region: &str) -> Gate {
         Gate {
             local: Semaphore::new(self.per_fetch.min(Semaphore::MAX_PERMITS)),
             global: self.global.clone(),
             client: new_client(),
+            throttle: self.global.1.clone(),
+            region: region.to_owned(),
+            tripped: Tripped::default(),
         }
     }
 }
@@ -238,6 +266,10 @@ pub(crate) struct Gate {
     local: Semaphore,
     global: CallBound,
     client: u64,
+    throttle: Arc<Throttle>,
+    region: String,
+    /// The services this mount's calls failed throttled at, here.
+    tripped: Tripped,
 }
 
 /// Held while one AWS call is in flight.
@@ -264,15 +296,31 @@ impl Gate {
     /// operation's future takes kilobytes; built inline, every call waiting
     /// for a permit (most of them, in a burst of mounts) would hold that
     /// much for nothing.
-    pub(crate) async fn call<F: Future>(&self, call: impl FnOnce() -> F) -> F::Output {
-        let _permit = self.enter().await;
-        Box::pin(call()).await
+    ///
+    /// The call goes to `service`, under the node's backoff
+    /// ([`Throttle::call`]), which may send it twice, and not at all once
+    /// another call of this mount to `service` failed throttled.
+    pub(crate) async fn call<T, E: ProvideErrorMetadata, F>(
+        &self,
+        service: Service,
+        call: impl Fn() -> F,
+    ) -> F::Output
+    where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        self.throttle
+            .call(service, &self.region, Some(&self.tripped), || async {
+                let _permit = self.enter().await;
+                Box::pin(call()).await
+            })
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -286,11 +334,12 @@ mod tests {
     impl InFlight {
         /// One call, in flight across a sleep, so that calls started together
         /// overlap (on a paused clock the sleep takes no time).
-        async fn call(&self) {
+        async fn call(&self) -> Result<(), SdkError<GetSecretValueError, HttpResponse>> {
             let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.max.fetch_max(n, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(5)).await;
             self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
         }
 
         fn max(&self) -> usize {
@@ -300,10 +349,12 @@ mod tests {
 
     async fn peak(limits: &Limits, fetches: usize, calls: usize) -> usize {
         let counter = &InFlight::default();
-        let gates: Vec<Gate> = (0..fetches).map(|_| limits.for_mount()).collect();
-        let all = gates
-            .iter()
-            .flat_map(|gate| (0..calls).map(move |_| gate.call(|| counter.call())));
+        let gates: Vec<Gate> = (0..fetches)
+            .map(|_| limits.for_mount("us-east-1"))
+            .collect();
+        let all = gates.iter().flat_map(|gate| {
+            (0..calls).map(move |_| gate.call(Service::SecretsManager, || counter.call()))
+        });
         futures::future::join_all(all).await;
         counter.max()
     }
@@ -316,11 +367,17 @@ mod tests {
             max_concurrent_global: 3,
             ..FetchOptions::default()
         });
-        let (gate, bound) = (limits.for_mount(), limits.bound());
+        let (gate, bound) = (limits.for_mount("us-east-1"), limits.bound());
         let counter = &InFlight::default();
         futures::join!(
-            futures::future::join_all((0..4).map(|_| gate.call(|| counter.call()))),
-            futures::future::join_all((0..4).map(|_| bound.call(|| counter.call()))),
+            futures::future::join_all(
+                (0..4).map(|_| gate.call(Service::SecretsManager, || counter.call()))
+            ),
+            futures::future::join_all((0..4).map(|_| bound.call(
+                Service::Sts,
+                "us-east-1",
+                || counter.call()
+            ))),
         );
         assert_eq!(counter.max(), 3);
     }

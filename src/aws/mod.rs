@@ -35,6 +35,7 @@ mod limits;
 mod parameter_store;
 mod paths;
 mod secrets_manager;
+pub mod throttle;
 mod version_checks;
 
 use std::collections::HashMap;
@@ -261,12 +262,13 @@ impl StoreFactory {
                 config
                     .region(Region::new(region.to_owned()))
                     .interceptor(crate::metrics::AwsCallMetrics)
+                    .retry_classifier(throttle::NoSdkThrottleRetry)
                     .build(),
             )
         });
         // One gate for both stores: the per-mount limit counts every call
         // of this mount in this region, whichever store makes it.
-        let gate = Arc::new(self.limits.for_mount());
+        let gate = Arc::new(self.limits.for_mount(region));
         let batching = self.batch.then(|| Batching {
             denials: self.denials.clone(),
             principal: principal.to_owned(),
@@ -323,6 +325,7 @@ impl OnDemandParameterStore {
                 config
                     .region(Region::new(self.region.clone()))
                     .interceptor(crate::metrics::AwsCallMetrics)
+                    .retry_classifier(throttle::NoSdkThrottleRetry)
                     .build(),
             )
         });

@@ -39,6 +39,7 @@ use super::classify::sdk_error;
 use super::limits::Gate;
 use super::paths::{self, Matches};
 use super::version_checks::{ParameterChecks, Versions, check_key};
+use super::throttle::Service;
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
@@ -279,14 +280,14 @@ impl ParameterStore {
         for _ in 0..paths::MAX_PAGES {
             let sent = self
                 .gate
-                .call(|| {
+                .call(Service::Ssm, || {
                     self.client
                         .get_parameters_by_path()
                         .path(path)
                         .recursive(query.recursive)
                         .with_decryption(true)
                         .max_results(BY_PATH_PAGE)
-                        .set_next_token(next_token.take())
+                        .set_next_token(next_token.clone())
                         .send()
                 })
                 .await;
@@ -327,7 +328,7 @@ impl ParameterStore {
     /// checks need only the version); one answer per request, in order.
     async fn call(&self, gate: &Gate, batch: Vec<&Request>, decrypt: bool) -> Vec<Answer> {
         let sent = gate
-            .call(|| {
+            .call(Service::Ssm, || {
                 self.client
                     .get_parameters()
                     .set_names(Some(batch.iter().map(|r| r.text.clone()).collect()))

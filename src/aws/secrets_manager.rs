@@ -51,6 +51,7 @@ use super::BatchDenials;
 use super::classify::{sdk_error, service_error};
 use super::limits::Gate;
 use super::paths::{self, Matches};
+use super::throttle::Service;
 use super::version_checks::{CURRENT_STAGE, CheckFailure, Stages, VersionChecks};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
@@ -228,7 +229,9 @@ impl SecretsManagerStore {
     /// DescribeSecret of `arn`: each VersionId's stages.
     async fn describe(&self, gate: &Gate, arn: &str) -> Result<Stages, CheckFailure> {
         let described = gate
-            .call(|| self.client.describe_secret().secret_id(arn).send())
+            .call(Service::SecretsManager, || {
+                self.client.describe_secret().secret_id(arn).send()
+            })
             .await;
         match described {
             Ok(out) => Ok(out.version_ids_to_stages.unwrap_or_default()),
@@ -342,11 +345,11 @@ impl SecretsManagerStore {
         let mut next_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let sent = gate
-                .call(|| {
+                .call(Service::SecretsManager, || {
                     self.client
                         .batch_get_secret_value()
                         .set_secret_id_list(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
-                        .set_next_token(next_token.take())
+                        .set_next_token(next_token.clone())
                         .send()
                 })
                 .await;
@@ -423,7 +426,7 @@ impl SecretsManagerStore {
             });
         }
         let sent = gate
-            .call(|| {
+            .call(Service::SecretsManager, || {
                 self.client
                     .get_secret_value()
                     .secret_id(&item.name)
@@ -459,7 +462,7 @@ impl SecretsManagerStore {
             return Ok(version == current);
         }
         let described = gate
-            .call(|| self.client.describe_secret().secret_id(&item.name).send())
+            .call(Service::SecretsManager, || self.client.describe_secret().secret_id(&item.name).send())
             .await
         .map_err(|e| {
             let error = sdk_error("DescribeSecret", &e);
@@ -536,12 +539,12 @@ impl SecretsManagerStore {
             pages += 1;
             let sent = self
                 .gate
-                .call(|| {
+                .call(Service::SecretsManager, || {
                     self.client
                         .list_secrets()
                         .filters(filter.clone())
                         .max_results(LIST_PAGE)
-                        .set_next_token(next_token.take())
+                        .set_next_token(next_token.clone())
                         .send()
                 })
                 .await;

@@ -21,6 +21,7 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use crate::aws::CallBound;
 use crate::aws::classify;
 use crate::aws::clients::ByRegion;
+use crate::aws::throttle::{NoSdkThrottleRetry, Service};
 use crate::error::Error;
 use crate::secret::Token;
 use crate::store::FailureKind;
@@ -84,12 +85,13 @@ impl EksAuth {
             let config = aws_sdk_eksauth::config::Builder::from(&*self.base)
                 .region(region)
                 .interceptor(crate::metrics::AwsCallMetrics)
+                .retry_classifier(NoSdkThrottleRetry)
                 .build();
             aws_sdk_eksauth::Client::from_conf(config)
         });
         let out = self
             .bound
-            .call(|| {
+            .call(Service::EksAuth, region, || {
                 client
                     .assume_role_for_pod_identity()
                     .cluster_name(cluster)

@@ -22,6 +22,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use crate::aws::CallBound;
 use crate::aws::classify;
 use crate::aws::clients::ByRegion;
+use crate::aws::throttle::{NoSdkThrottleRetry, Service};
 use crate::error::Error;
 use crate::secret::Token;
 use crate::store::{FailureKind, PodIdentity};
@@ -60,7 +61,8 @@ impl Sts {
         let build = |region: Region, credentials: Option<SharedCredentialsProvider>| {
             let mut builder = aws_sdk_sts::config::Builder::from(&self.base)
                 .region(region)
-                .interceptor(crate::metrics::AwsCallMetrics);
+                .interceptor(crate::metrics::AwsCallMetrics)
+                .retry_classifier(NoSdkThrottleRetry);
             if let Some(credentials) = credentials {
                 builder = builder.credentials_provider(credentials);
             }
@@ -90,7 +92,7 @@ impl Sts {
         let client = self.client(region, None);
         let out = self
             .bound
-            .call(|| {
+            .call(Service::Sts, region, || {
                 client
                     .assume_role_with_web_identity()
                     .role_arn(role_arn)
@@ -123,7 +125,7 @@ impl Sts {
         let client = self.client(region, Some(SharedCredentialsProvider::new(credentials)));
         let out = self
             .bound
-            .call(|| {
+            .call(Service::Sts, region, || {
                 client
                     .assume_role()
                     .role_arn(role_arn)

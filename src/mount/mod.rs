@@ -65,7 +65,7 @@ use crate::error::Error;
 use crate::output::{self, Target, Written};
 use crate::proto::{MountRequest, MountResponse};
 use crate::spc::{self, Attributes, MountParams, ObjectSpec};
-use crate::store::{Identity, OpenStores, StoreKind};
+use crate::store::{Identity, OpenStores, Patience, StoreKind};
 
 use budget::{BytePool, MountBytes};
 use fetch::{Current, Reuse, Sources};
@@ -187,7 +187,9 @@ impl Mounter {
             let (result, gave_up) = tokio::select! {
                 done = tokio::time::timeout(
                     self.config.timeout,
-                    self.mount(request, &mut summary, &mut ticket),
+                    // AWS calls may wait out the node's backoff until the deadline.
+                    Patience::Until(tokio::time::Instant::now() + self.config.timeout)
+                        .scope(self.mount(request, &mut summary, &mut ticket)),
                 ) => match done {
                     Ok(result) => (result, false),
                     Err(_) => (Err(Error::Timeout { after: self.config.timeout }), true),
@@ -323,21 +325,31 @@ impl Mounter {
         budget
             .reserve(budget::estimate(&objects, region_count))
             .await;
-        let (mut sources, answers) = Sources::fetch(
-            self.identity.as_ref(),
-            self.stores.as_ref(),
-            &params.pod,
-            shared.as_ref(),
-            &regions,
-            &objects,
-            &current,
-            reuse.as_ref(),
+        // A remount over files of its own does not wait while the node
+        // backs off from throttling: it fails, and the pod keeps its files.
+        let remount = reuse.is_some() || !current.is_empty();
+        let (mut sources, answers) = impatient_if(
+            remount,
+            Sources::fetch(
+                self.identity.as_ref(),
+                self.stores.as_ref(),
+                &params.pod,
+                shared.as_ref(),
+                &regions,
+                &objects,
+                &current,
+                reuse.as_ref(),
+            ),
         )
         .await;
 
         // 6. Per object: the failover rule, then reuse of mounted files.
         let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
-        let values = fetch::values(&mut sources, &objects, answers, &target, mounted).await?;
+        let values = impatient_if(
+            remount,
+            fetch::values(&mut sources, &objects, answers, &target, mounted),
+        )
+        .await?;
         count_values(&budget, &objects, &values)?;
         // Paths stay out of the records: they are listed at every mount.
         let object_records = objects
@@ -484,6 +496,15 @@ fn count_values(
         }
     }
     Ok(())
+}
+
+/// Runs `work` with [`Patience::None`] when `remount`, else as it is.
+async fn impatient_if<F: Future>(remount: bool, work: F) -> F::Output {
+    if remount {
+        Patience::None.scope(work).await
+    } else {
+        work.await
+    }
 }
 
 /// Runs file-system work on a blocking thread. A panic there becomes an

@@ -23,6 +23,8 @@
 //!   roles) through the real binary, counting AWS and Kubernetes calls.
 //! - [`venv`]: installs moto and the Python clients into `.venv` on first
 //!   use, through the pinned scripts, one process at a time.
+//! - [`throttle`]: the throttling scenario (every store call throttled for
+//!   a while) over [`rotation`]'s node, with `/metrics` read back.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
@@ -41,6 +43,7 @@ pub mod rotation;
 pub mod seed;
 pub mod stub_server;
 pub mod venv;
+pub mod throttle;
 
 pub use moto::{
     MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,

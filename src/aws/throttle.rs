@@ -1,0 +1,566 @@
+//! The node backs off as a whole when AWS throttles it: one adaptive rate
+//! limiter per (service, region), shared by every mount, store and identity
+//! call of the process.
+//!
+//! - **Signal.** An answer is throttling when its error code is one of
+//!   [`super::classify`]'s throttling codes (`ThrottlingException`,
+//!   `TooManyRequestsException`, `Throttling`, ...) or its status is 429.
+//!   The SDK clients do not retry throttling themselves
+//!   ([`NoSdkThrottleRetry`]); they still retry 5xx and transport failures.
+//! - **Policy** ([`Policy`], a pure function of the answers and the clock).
+//!   Calm, calls go at once. A throttling answer to a call sent since the
+//!   last cut cuts the allowed rate to half of the rate the node was
+//!   sending at (calm: the calls sent in the last second; backing off: the
+//!   allowed rate), never below [`MIN_RATE`]; throttling that resumes within
+//!   [`MEMORY`] of the last cut starts from half of that cut's rate, so a
+//!   service that keeps throttling is asked less and less. Answers to calls
+//!   sent before a cut say nothing new and cut nothing. Without throttling
+//!   answers the allowed rate doubles every [`DOUBLING`]; at [`CALM_RATE`]
+//!   the node is calm again, at most [`MAX_RECOVERY`] after the last cut.
+//! - **Who waits.** While backing off, calls are spaced `1 / rate` apart. A
+//!   first mount's call waits for its slot while the slot is within the
+//!   mount's deadline ([`crate::store::Patience::Until`]); a remount with
+//!   files and records ([`crate::store::Patience::None`]) does not wait and
+//!   is not sent: it fails naming throttling, the driver keeps the pod's
+//!   files, and the remount adds no call to a service asking for fewer.
+//! - **Retries.** A throttled call is retried at most once, when the node's
+//!   backoff gives it a slot (a remount never gets one while backing off).
+//! - **Per mount.** Once a call of a mount fails throttled, the mount's
+//!   remaining calls to that service in that region are not sent
+//!   ([`Tripped`]), as ASCP stops at a mount's first failure.
+//!
+//! Regions outside [`crate::metrics::region_label`]'s known set share one
+//! limiter per service (`other`), so hostile classes naming made-up regions
+//! cannot grow the table. The state shows in metrics:
+//! `ascp_aws_allowed_calls_per_second{service,region}` (the allowed rate as
+//! of the last call or answer, 0 when calm) and
+//! `ascp_aws_calls_held_back{service,region}` (calls not sent).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority, RetryReason,
+};
+use aws_smithy_types::retry::ErrorKind;
+use tokio::time::Instant;
+
+use crate::store::{FailureKind, Patience, StoreError};
+
+/// The lowest allowed rate, in calls per second.
+pub const MIN_RATE: f64 = 1.0;
+/// At this allowed rate (calls per second) the node stops pacing.
+pub const CALM_RATE: f64 = 64.0;
+/// What a cut keeps of the rate.
+const CUT: f64 = 0.5;
+/// Without throttling answers, the allowed rate doubles this often.
+pub const DOUBLING: Duration = Duration::from_millis(330);
+/// From [`MIN_RATE`] to [`CALM_RATE`]: six doublings.
+pub const MAX_RECOVERY: Duration = Duration::from_millis(6 * 330);
+/// How long a cut is remembered after the node is calm again.
+pub const MEMORY: Duration = Duration::from_secs(60);
+/// How long a call outside any mount may wait for its slot.
+const DEFAULT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The services the node calls, a fixed label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// AWS Secrets Manager.
+    SecretsManager,
+    /// AWS Systems Manager Parameter Store.
+    Ssm,
+    /// AWS STS (IRSA, role chaining).
+    Sts,
+    /// EKS Auth (Pod Identity in eks-auth mode).
+    EksAuth,
+}
+
+impl Service {
+    /// The metric label and the name in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Service::SecretsManager => "secretsmanager",
+            Service::Ssm => "ssm",
+            Service::Sts => "sts",
+            Service::EksAuth => "eks-auth",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a call was not sent. Carried, as a throttling [`StoreError`], as the
+/// source of an SDK construction failure, which
+/// [`super::classify::sdk_error`] turns into the operation's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotSent {
+    /// The node is backing off and the call may not wait for a slot.
+    #[error(
+        "not sent: {service} in {region} is throttling this node, which backs off (at most {rate:.1} calls/s now){}",
+        wait.map(|w| format!("; the next slot is {:.1} s away, past this mount's deadline", w.as_secs_f64())).unwrap_or_default()
+    )]
+    BackingOff {
+        /// The service's label.
+        service: &'static str,
+        /// The region's label.
+        region: &'static str,
+        /// The allowed rate.
+        rate: f64,
+        /// How long the call would have waited, when it may wait at all.
+        wait: Option<Duration>,
+    },
+    /// A call of the same mount to this service and region failed throttled.
+    #[error("not sent: another call of this mount to {service} in {region} was throttled")]
+    MountThrottled {
+        /// The service's label.
+        service: &'static str,
+        /// The region's label.
+        region: &'static str,
+    },
+}
+
+/// Whether an SDK error is AWS throttling.
+pub fn is_throttling<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::ServiceError(service) => {
+            super::classify::classify(service.err().code(), Some(service.raw().status().as_u16()))
+                == FailureKind::Throttled
+        }
+        SdkError::ResponseError(response) => response.raw().status().as_u16() == 429,
+        _ => false,
+    }
+}
+
+/// The per-(service, region) limiter's pure policy: what it allows and how
+/// answers change it. Every method takes the time, so tests drive it on
+/// any clock.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Start of the current one-second count of calls sent.
+    second: Instant,
+    /// Calls sent in the current second, and in the one before.
+    sent: (u32, u32),
+    /// Backing off: the rate allowed at the last cut, and its time.
+    cut: Option<(f64, Instant)>,
+    /// The earliest time of the next call while backing off.
+    next_slot: Instant,
+    /// The last cut's rate and time, kept after calm returned.
+    last_cut: Option<(f64, Instant)>,
+}
+
+impl Policy {
+    /// A calm limiter.
+    pub fn new(now: Instant) -> Self {
+        Policy {
+            second: now,
+            sent: (0, 0),
+            cut: None,
+            next_slot: now,
+            last_cut: None,
+        }
+    }
+
+    /// The allowed rate in calls per second, `None` when calm.
+    pub fn allowed(&self, now: Instant) -> Option<f64> {
+        let (rate, at) = self.cut?;
+        let doublings = now.saturating_duration_since(at).as_secs_f64() / DOUBLING.as_secs_f64();
+        let rate = rate * doublings.exp2();
+        (rate < CALM_RATE).then_some(rate)
+    }
+
+    /// Asks to send one call now. `Ok(at)`: send it at `at` (now when
+    /// calm), its slot is taken. `Err(rate, wait)`: not allowed, backing
+    /// off at `rate`; `wait` is how long it would have waited when it may
+    /// wait at all.
+    pub fn reserve(
+        &mut self,
+        now: Instant,
+        patience: Patience,
+    ) -> Result<Instant, (f64, Option<Duration>)> {
+        let Some(rate) = self.allowed(now) else {
+            self.cut = None;
+            self.count(now);
+            return Ok(now);
+        };
+        let slot = self.next_slot.max(now);
+        match patience {
+            Patience::None => Err((rate, None)),
+            Patience::Until(deadline) if slot > deadline => Err((rate, Some(slot - now))),
+            Patience::Until(_) => {
+                self.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+                self.count(slot);
+                Ok(slot)
+            }
+        }
+    }
+
+    /// A call sent at `sent` was answered at `now`, throttling or not.
+    pub fn answered(&mut self, now: Instant, sent: Instant, throttled: bool) {
+        if !throttled {
+            // A service that answers again, while calm, ends the memory of
+            // the last episode.
+            if self.allowed(now).is_none() {
+                self.last_cut = None;
+            }
+            return;
+        }
+        let from = match (self.allowed(now), self.cut) {
+            // Sent before the last cut: already counted.
+            (_, Some((_, at))) if sent < at => return,
+            (Some(rate), _) => rate,
+            (None, _) => {
+                self.roll(now);
+                let measured = f64::from(self.sent.0.max(self.sent.1)).max(MIN_RATE);
+                match self.last_cut {
+                    Some((rate, at)) if now.saturating_duration_since(at) < MEMORY => {
+                        measured.min(rate)
+                    }
+                    _ => measured,
+                }
+            }
+        };
+        let rate = (from * CUT).max(MIN_RATE);
+        self.cut = Some((rate, now));
+        self.last_cut = Some((rate, now));
+        self.next_slot = now + Duration::from_secs_f64(1.0 / rate);
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.second);
+        if elapsed >= Duration::from_secs(1) {
+            let before = if elapsed < Duration::from_secs(2) {
+                self.sent.0
+            } else {
+                0
+            };
+            self.sent = (0, before);
+            self.second = now;
+        }
+    }
+
+    fn count(&mut self, at: Instant) {
+        self.roll(at);
+        self.sent.0 = self.sent.0.saturating_add(1);
+    }
+}
+
+/// The mount's flags: which services failed throttled in this region.
+#[derive(Debug, Default)]
+pub(crate) struct Tripped([AtomicBool; 4]);
+
+impl Tripped {
+    fn get(&self, service: Service) -> bool {
+        self.0[service.index()].load(Ordering::Relaxed)
+    }
+
+    fn set(&self, service: Service) {
+        self.0[service.index()].store(true, Ordering::Relaxed);
+    }
+}
+
+/// The process's limiters, one per (service, region label).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    limiters: Mutex<HashMap<(Service, &'static str), Policy>>,
+}
+
+impl Throttle {
+    fn with<T>(
+        &self,
+        service: Service,
+        region: &'static str,
+        f: impl FnOnce(&mut Policy) -> T,
+    ) -> T {
+        // The map holds plain data; a panic elsewhere cannot leave it torn.
+        let mut limiters = self
+            .limiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let policy = limiters
+            .entry((service, region))
+            .or_insert_with(|| Policy::new(now));
+        let out = f(policy);
+        let rate = policy.allowed(now).unwrap_or(0.0);
+        crate::metrics::global().throttle_rate(service.label(), region, rate);
+        out
+    }
+
+    /// Makes one AWS call of `service` in `region` under the node's backoff:
+    /// `send` builds and sends it, and is called again for the one retry of
+    /// a throttled answer. `tripped` is the mount's, when the call belongs
+    /// to one. A call that is not sent answers an SDK construction failure
+    /// whose source is a throttling [`StoreError`] saying why ([`NotSent`]).
+    pub(crate) async fn call<T, E, F>(
+        &self,
+        service: Service,
+        region: &str,
+        tripped: Option<&Tripped>,
+        mut send: impl FnMut() -> F,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        E: ProvideErrorMetadata,
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let region = crate::metrics::region_label(region);
+        let patience = Patience::current()
+            .unwrap_or_else(|| Patience::Until(Instant::now() + DEFAULT_PATIENCE));
+        let not_sent = |reason: NotSent| {
+            crate::metrics::global().throttle_held_back(service.label(), region);
+            SdkError::construction_failure(StoreError::new(
+                FailureKind::Throttled,
+                None,
+                reason.to_string(),
+            ))
+        };
+        let mount_throttled = || {
+            not_sent(NotSent::MountThrottled {
+                service: service.label(),
+                region,
+            })
+        };
+        // The first answer, when it was throttling and the call may go once more.
+        let mut throttled: Option<Result<T, SdkError<E, HttpResponse>>> = None;
+        loop {
+            if tripped.is_some_and(|t| t.get(service)) {
+                return match throttled {
+                    Some(answer) => answer,
+                    None => Err(mount_throttled()),
+                };
+            }
+            let slot = self.with(service, region, |p| p.reserve(Instant::now(), patience));
+            let at = match (slot, throttled) {
+                (Ok(at), earlier) => {
+                    throttled = earlier;
+                    at
+                }
+                // The retry gets no slot: the throttled answer stands.
+                (Err(_), Some(answer)) => {
+                    crate::metrics::global().throttle_held_back(service.label(), region);
+                    tripped.inspect(|t| t.set(service));
+                    return answer;
+                }
+                (Err((rate, wait)), None) => {
+                    return Err(not_sent(NotSent::BackingOff {
+                        service: service.label(),
+                        region,
+                        rate,
+                        wait,
+                    }));
+                }
+            };
+            tokio::time::sleep_until(at).await;
+            // Another call of the mount may have failed while this one waited.
+            if tripped.is_some_and(|t| t.get(service)) {
+                return match throttled {
+                    Some(answer) => answer,
+                    None => Err(mount_throttled()),
+                };
+            }
+            let answer = send().await;
+            let now_throttled = matches!(&answer, Err(e) if is_throttling(e));
+            self.with(service, region, |p| {
+                p.answered(Instant::now(), at, now_throttled)
+            });
+            if !now_throttled {
+                return answer;
+            }
+            if throttled.is_some() {
+                // The retry was throttled too.
+                tripped.inspect(|t| t.set(service));
+                return answer;
+            }
+            throttled = Some(answer);
+        }
+    }
+}
+
+/// A retry classifier that forbids the SDK's own retries of throttling:
+/// the node's backoff ([`Throttle::call`]) decides whether and when a
+/// throttled call is sent again. Runs after the SDK's classifiers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSdkThrottleRetry;
+
+impl ClassifyRetry for NoSdkThrottleRetry {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let too_many = ctx
+            .response()
+            .is_some_and(|response| response.status().as_u16() == 429);
+        if too_many {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn classify_retry_v2(&self, ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
+        match previous {
+            RetryAction::RetryIndicated(RetryReason::RetryableError {
+                kind: ErrorKind::ThrottlingError,
+                ..
+            }) => RetryAction::RetryForbidden,
+            _ => self.classify_retry(ctx),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "ascp: the node's backoff retries throttling"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calm_until_throttled_then_half_the_rate_sent() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0);
+        // 40 calls in one second: calm, all at once.
+        for i in 0..40 {
+            assert_eq!(
+                p.reserve(t0 + ms(i * 25), Patience::None),
+                Ok(t0 + ms(i * 25))
+            );
+        }
+        let now = t0 + ms(1000);
+        p.answered(now, now - ms(10), true);
+        assert_eq!(p.allowed(now), Some(20.0));
+        // A remount does not wait; a first mount gets a slot 1/20 s apart.
+        assert_eq!(p.reserve(now, Patience::None), Err((20.0, None)));
+        let deadline = Patience::Until(now + ms(1000));
+        assert_eq!(p.reserve(now, deadline), Ok(now + ms(50)));
+        assert_eq!(p.reserve(now, deadline), Ok(now + ms(100)));
+        // A slot past the deadline is refused with the wait it would take.
+        assert_eq!(
+            p.reserve(now, Patience::Until(now + ms(120))),
+            Err((20.0, Some(ms(150))))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_to_calls_sent_before_a_cut_do_not_cut_again() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0);
+        p.answered(t0, t0, true);
+        assert_eq!(p.allowed(t0), Some(MIN_RATE));
+        let before = t0 + ms(100);
+        let mut again = p.clone();
+        again.answered(before, t0 - ms(1), true);
+        assert_eq!(again.allowed(before), p.allowed(before));
+        // A call sent after the cut and throttled cuts again.
+        p.answered(before, t0 + ms(50), true);
+        assert_eq!(p.allowed(before), Some(MIN_RATE));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_doubles_without_throttling_and_calm_returns_within_max_recovery() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0);
+        p.answered(t0, t0, true);
+        assert_eq!(p.allowed(t0), Some(1.0));
+        let r1 = p.allowed(t0 + DOUBLING).unwrap();
+        assert!((r1 - 2.0).abs() < 1e-9, "{r1}");
+        assert!(p.allowed(t0 + MAX_RECOVERY - ms(1)).is_some());
+        assert_eq!(p.allowed(t0 + MAX_RECOVERY), None);
+        let later = t0 + MAX_RECOVERY;
+        assert_eq!(p.reserve(later, Patience::None), Ok(later));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_that_resumes_starts_lower_and_success_forgets() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0);
+        for _ in 0..40 {
+            p.reserve(t0, Patience::None).unwrap();
+        }
+        p.answered(t0 + ms(10), t0, true);
+        assert_eq!(p.allowed(t0 + ms(10)), Some(20.0));
+        // Calm again; 40 more calls, throttled again: half of the last cut.
+        let t1 = t0 + ms(10) + MAX_RECOVERY;
+        for _ in 0..40 {
+            p.reserve(t1, Patience::None).unwrap();
+        }
+        p.answered(t1, t1, true);
+        assert_eq!(p.allowed(t1), Some(10.0));
+        // Calm, a success: the next episode starts from what is sent.
+        let t2 = t1 + MAX_RECOVERY;
+        for _ in 0..40 {
+            p.reserve(t2, Patience::None).unwrap();
+        }
+        p.answered(t2, t2, false);
+        p.answered(t2, t2, true);
+        assert_eq!(p.allowed(t2), Some(20.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_call_is_retried_once_and_a_mount_stops_at_its_failure() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use std::cell::Cell;
+        let throttle = Throttle::default();
+        let tripped = Tripped::default();
+        let sent = Cell::new(0);
+        let throttled = || {
+            sent.set(sent.get() + 1);
+            async {
+                let raw = HttpResponse::new(
+                    StatusCode::try_from(429).unwrap(),
+                    aws_smithy_types::body::SdkBody::empty(),
+                );
+                Err::<(), _>(SdkError::<
+                    aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError,
+                    HttpResponse,
+                >::service_error(
+                    aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError::unhandled(
+                        "throttled",
+                    ),
+                    raw,
+                ))
+            }
+        };
+        let first = Patience::Until(Instant::now() + Duration::from_secs(60));
+        let first_mount = || {
+            first.scope(throttle.call(
+                Service::SecretsManager,
+                "us-east-1",
+                Some(&tripped),
+                throttled,
+            ))
+        };
+        let answer = first_mount().await;
+        assert!(is_throttling(&answer.unwrap_err()));
+        assert_eq!(sent.get(), 2);
+        // The mount's next call to that service is not sent.
+        let answer = first_mount().await;
+        assert!(matches!(answer, Err(SdkError::ConstructionFailure(_))));
+        assert_eq!(sent.get(), 2);
+        // A remount is not sent while the node backs off, in any mount.
+        let answer = Patience::None
+            .scope(throttle.call(Service::SecretsManager, "us-east-1", None, throttled))
+            .await;
+        assert!(matches!(answer, Err(SdkError::ConstructionFailure(_))));
+        assert_eq!(sent.get(), 2);
+        // Another service is calm.
+        let answer = Patience::None
+            .scope(throttle.call(Service::Ssm, "us-east-1", None, throttled))
+            .await;
+        assert!(answer.is_err());
+        assert_eq!(sent.get(), 3);
+    }
+}
