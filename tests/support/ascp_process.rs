@@ -186,6 +186,11 @@ impl AscpProcess {
         );
     }
 
+    /// The process id, for readings of `/proc/<pid>` beyond [`Self::memory`].
+    pub fn pid(&self) -> u32 {
+        self.lock().id()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&self) -> bool {
         matches!(self.lock().try_wait(), Ok(None))
