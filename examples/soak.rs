@@ -58,6 +58,7 @@ use futures::future::join_all;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use support::Rule;
+use support::ascp_process::AscpProcess;
 use support::rotation::{NS, Node, Pod, REGION, request};
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 use tonic::Code;
@@ -197,26 +198,14 @@ struct Sample {
     threads: u64,
 }
 
-fn sample(pid: u32, elapsed: Duration) -> Sample {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status (has the provider died?): {e}"));
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
-        .count() as u64;
+fn sample(provider: &AscpProcess, elapsed: Duration) -> Sample {
+    let memory = provider.memory();
     Sample {
         elapsed: elapsed.as_secs_f64(),
-        rss_kib: field("VmRSS:"),
-        hwm_kib: field("VmHWM:"),
-        fds,
-        threads: field("Threads:"),
+        rss_kib: memory.rss_kib,
+        hwm_kib: memory.hwm_kib,
+        fds: provider.open_fds(),
+        threads: provider.status_field("Threads:"),
     }
 }
 
@@ -504,11 +493,10 @@ impl Soak<'_> {
     /// A sample every `--sample-secs`, to the CSV as it comes.
     async fn sampler(&self, csv: &mut std::fs::File) {
         use std::io::Write as _;
-        let pid = self.node.ascp.pid();
         let mut ticks = tokio::time::interval(Duration::from_secs(self.args.sample_secs));
         loop {
             let tick = ticks.tick().await;
-            let s = sample(pid, self.start.elapsed());
+            let s = sample(&self.node.ascp, self.start.elapsed());
             let (mounts, failed) = {
                 let outcomes = self.outcomes.lock().unwrap();
                 let ok = outcomes.counts.get("Ok").copied().unwrap_or(0);
@@ -639,7 +627,7 @@ async fn main() {
         }
     }
     let stale_pods: BTreeSet<&str> = stale.iter().filter_map(|s| s.split('/').next()).collect();
-    let last = sample(node.ascp.pid(), start.elapsed());
+    let last = sample(&node.ascp, start.elapsed());
     let calls = node.counts();
     let aws_calls = calls.aws_total - calls_before.aws_total;
     let elapsed = start.elapsed().as_secs_f64();
