@@ -449,7 +449,7 @@ impl Soak<'_> {
             }
             let tag = ROLES[k % ROLES.len()].2;
             let round = k / ROLES.len();
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 let i = (round / 2) % SECRETS_PER_ROLE;
                 let name = format!("{tag}/s{i:02}");
                 support::put_secret_string(&self.node.sm, &name, &format!("s{i}-c{k}"), &[]).await;
