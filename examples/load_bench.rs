@@ -18,7 +18,9 @@
 //!   nothing else), then `--runs` bursts of K concurrent mounts: p50/p99 (the
 //!   median over the runs), failures, the provider's CPU per mount from
 //!   `/proc/<pid>/stat` (utime and stime), its idle VmRSS, VmHWM after the
-//!   bursts and VmRSS after `--idle-secs` of idleness;
+//!   bursts and VmRSS after `--idle-secs` of idleness; also VmRSS and VmHWM
+//!   right after each burst (each run mounts new targets that stay mounted,
+//!   so `--runs 6` shows what 1 to 6 bursts of new pods leave);
 //! - `cold`: mounts whose token the provider has never seen, so each also
 //!   calls STS (cold credentials): CPU per mount and latency;
 //! - `wide`: one mount of `--wide-secrets` (50) secrets at `--wide-delay-ms`
@@ -235,6 +237,8 @@ struct RunFigures {
     p99: Duration,
     failures: usize,
     first_error: Option<String>,
+    /// The provider's memory right after the run's burst.
+    memory: Memory,
 }
 
 impl Bench {
@@ -484,6 +488,7 @@ impl Bench {
                 p99: percentile(&times, 99.0),
                 failures: failures.len(),
                 first_error: failures.into_iter().next(),
+                memory: provider.memory(),
             });
         }
         let (user_ms, system_ms) = provider.cpu().minus(cpu_before);
@@ -525,6 +530,24 @@ impl Bench {
             .map(|r| format!("{}/{}", ms(r.p50), ms(r.p99)))
             .collect();
         println!("  runs (p50/p99): {}", runs.join(", "));
+        // Each run mounts new targets, so this is the memory after 1, 2, ...
+        // bursts of new pods whose targets stay mounted.
+        let memory: Vec<String> = measured
+            .runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({} anon) / {}",
+                    mib(r.memory.rss_kib),
+                    mib(r.memory.anon_kib),
+                    mib(r.memory.hwm_kib)
+                )
+            })
+            .collect();
+        println!(
+            "  after each run, VmRSS (anonymous) / VmHWM: {}",
+            memory.join(", ")
+        );
         if let Some(e) = measured.runs.iter().find_map(|r| r.first_error.as_ref()) {
             println!("  first failure: {e}");
         }
@@ -770,6 +793,7 @@ struct Provider {
 }
 
 /// Memory figures from `/proc/<pid>/status`, in KiB.
+#[derive(Clone, Copy)]
 struct Memory {
     rss_kib: u64,
     hwm_kib: u64,

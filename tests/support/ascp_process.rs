@@ -159,20 +159,31 @@ impl AscpProcess {
     /// input assert the peak: it is an exact property of the run, unlike
     /// any duration.
     pub fn memory(&self) -> Memory {
-        let pid = self.lock().id();
+        Memory {
+            rss_kib: self.status_field("VmRSS:"),
+            hwm_kib: self.status_field("VmHWM:"),
+        }
+    }
+
+    /// A number of `/proc/<pid>/status` (`key` with its colon, e.g.
+    /// `Threads:`; sizes in KiB).
+    pub fn status_field(&self, key: &str) -> u64 {
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-        };
-        Memory {
-            rss_kib: kib("VmRSS:"),
-            hwm_kib: kib("VmHWM:"),
-        }
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+    }
+
+    /// The process's open file descriptors (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> u64 {
+        let pid = self.pid();
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("list /proc/{pid}/fd: {e}"))
+            .count() as u64
     }
 
     /// Asserts that the process's peak resident memory so far is at most
@@ -184,6 +195,11 @@ impl AscpProcess {
             "{what}: ascp's VmHWM is {} KiB, above the bound of {mib} MiB",
             memory.hwm_kib
         );
+    }
+
+    /// The process id, for readings of `/proc/<pid>` beyond [`Self::memory`].
+    pub fn pid(&self) -> u32 {
+        self.lock().id()
     }
 
     /// Whether the process is still running.

@@ -106,6 +106,19 @@ pub struct Pod {
     token: String,
 }
 
+impl Pod {
+    /// Pod `name` of `service_account` in [`NS`], mounting into `target`
+    /// with its projected `token`.
+    pub fn new(name: String, service_account: &'static str, target: PathBuf, token: String) -> Pod {
+        Pod {
+            name,
+            service_account,
+            target,
+            token,
+        }
+    }
+}
+
 /// moto, the proxy, the Kubernetes stub and one `ascp` process.
 pub struct Node {
     pub net: Loopback,
@@ -117,8 +130,14 @@ pub struct Node {
 impl Node {
     /// Starts everything; `binary` with `flags`.
     pub async fn start(binary: &Path, flags: &[&str]) -> Node {
+        Node::start_with_roles(binary, flags, &ROLES).await
+    }
+
+    /// Like [`Node::start`], with `roles` (service account in [`NS`], role
+    /// ARN) known to the Kubernetes stub instead of [`ROLES`].
+    pub async fn start_with_roles(binary: &Path, flags: &[&str], roles: &[(&str, &str)]) -> Node {
         let accounts: Vec<(&str, &str, &str)> =
-            ROLES.iter().map(|(sa, role)| (NS, *sa, *role)).collect();
+            roles.iter().map(|(sa, role)| (NS, *sa, *role)).collect();
         let net = Loopback::start(&accounts).await;
         let env = net.env(&[
             ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE"),
@@ -160,12 +179,8 @@ impl Node {
                 let name = format!("pod-{i:02}");
                 let target = self.ascp.dir().join("targets").join(&name);
                 std::fs::create_dir_all(&target).expect("create a target directory");
-                Pod {
-                    service_account: ROLES[i % roles].0,
-                    token: format!("eyJhbGciOiJSUzI1NiJ9.ROTATION-{name}.sig"),
-                    name,
-                    target,
-                }
+                let token = format!("eyJhbGciOiJSUzI1NiJ9.ROTATION-{name}.sig");
+                Pod::new(name, ROLES[i % roles].0, target, token)
             })
             .collect()
     }
