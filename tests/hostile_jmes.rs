@@ -194,7 +194,7 @@ async fn hostile_expressions_are_refused(driver_writes: bool) {
 
     // Refused by the class's checks, from the expression's shape alone.
     let ten = multi("@", 10);
-    let amplifying = format!("@ | {}", vec![ten.as_str(); 8].join(" | "));
+    let amplifying = format!("@ | {}", [ten.as_str(); 8].join(" | "));
     world
         .refused("amplifying", "big/text", &amplifying, "bound of 128")
         .await;

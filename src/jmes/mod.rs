@@ -706,7 +706,7 @@ mod conformance {
     #[test]
     fn refuses_at_the_check_what_the_shape_shows() {
         let ten = format!("[{}]", ["@"; 10].join(","));
-        let amplifying = format!("@ | {}", vec![ten.as_str(); 8].join(" | "));
+        let amplifying = format!("@ | {}", [ten.as_str(); 8].join(" | "));
         let e = check_expression(&amplifying).unwrap_err();
         assert!(e.contains("multiply its input") && e.contains("128"), "{e}");
         assert!(check_expression(&format!("@ | {ten} | {ten}")).is_ok());
@@ -776,7 +776,7 @@ mod conformance {
         let e = d.extract(&wide).unwrap_err();
         assert!(e.contains("1048576 bytes"), "{e}");
         // Ten copies are within the bounds, and written in full.
-        let ten = format!("[{}]", vec!["k"; 10].join(","));
+        let ten = format!("[{}]", ["k"; 10].join(","));
         let out = d.extract(&ten).unwrap();
         assert_eq!(out.expose().len(), 10 * (64 * 1024 - 16 + 2) + 11);
     }
