@@ -4,15 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// Documents other branches write, which the README already links to. The
-/// lead empties this list once they are merged: a link to one of them that
-/// still does not resolve then fails.
-const PENDING: &[&str] = &[
-    "docs/limits.md",
-    "docs/rotation.md",
-    "docs/troubleshooting.md",
-];
-
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -123,12 +114,6 @@ fn every_relative_link_resolves() {
                 doc.parent().expect("a document's directory").join(file)
             };
             let name = doc.strip_prefix(repo()).unwrap_or(&doc).display();
-            let pending = PENDING
-                .iter()
-                .any(|p| !repo().join(p).exists() && target == repo().join(p));
-            if pending {
-                continue;
-            }
             if !target.exists() {
                 broken.push(format!("{name}: {link}: no such file"));
                 continue;

@@ -38,8 +38,8 @@ use futures::future::{BoxFuture, join_all};
 use super::classify::sdk_error;
 use super::limits::Gate;
 use super::paths::{self, Matches};
-use super::version_checks::{ParameterChecks, Versions, check_key};
 use super::throttle::Service;
+use super::version_checks::{ParameterChecks, Versions, check_key};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 

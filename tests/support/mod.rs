@@ -42,8 +42,8 @@ pub mod proxy;
 pub mod rotation;
 pub mod seed;
 pub mod stub_server;
-pub mod venv;
 pub mod throttle;
+pub mod venv;
 
 pub use moto::{
     MotoServer, TEST_ACCESS_KEY_ID, TEST_ACCOUNT, TEST_SECRET_ACCESS_KEY, config_loader,
