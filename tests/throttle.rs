@@ -1,9 +1,12 @@
 //! Issue 22: the node backs off as a whole when AWS throttles it, through
 //! the real binary against moto behind the fault proxy
 //! (`tests/support/throttle.rs`). Counts are exact or bounded by counts;
-//! nothing here asserts a duration. The one wait is the check window,
-//! waited out as the rotation scenarios do, after which the node's backoff
-//! is over by construction (`ascp::aws::throttle::MAX_RECOVERY` is shorter).
+//! nothing here asserts a duration. The provider checks versions on every
+//! remount (`--rotation-check-window=0s`), so every remount needs AWS
+//! whatever the machine's speed: with a window, a fast round is answered
+//! from the node's checks and never meets the throttling. The one wait is
+//! [`RECOVERY`], after which the node's backoff is over by construction
+//! (`ascp::aws::throttle::MAX_RECOVERY` is shorter).
 
 mod support;
 
@@ -14,7 +17,8 @@ use support::throttle::{Round, free_addr, round, sample, scrape, throttle_stores
 use support::{Rule, put_secret_string};
 use tonic::Code;
 
-const WINDOW: Duration = Duration::from_secs(2);
+/// Longer than the node's backoff lasts after the last throttling answer.
+const RECOVERY: Duration = Duration::from_secs(2);
 const SSM: &str = r#"service="ssm",region="us-east-1""#;
 const STS: &str = r#"service="sts",region="us-east-1""#;
 const RATE: &str = "ascp_aws_allowed_calls_per_second";
@@ -43,17 +47,17 @@ fn assert_empty(pod: &Pod) {
     assert!(entries.is_empty(), "{} has {entries:?}", pod.name);
 }
 
-// 20 pods remounting (driver v1.6, no versions), 4 at a time, check window
-// 2 s; every Secrets Manager and SSM call throttled for a while. While
+// 20 pods remounting (driver v1.6, no versions), 4 at a time, each remount
+// checking its versions; every Secrets Manager and SSM call throttled for a while. While
 // throttled, a remount costs no more AWS calls than a calm one (and at most
 // 3), fails naming throttling, and keeps its files; first mounts fail
 // naming throttling (or succeed after waiting), never UNAVAILABLE, and
-// write nothing; once throttling stops, remounts succeed within one window.
+// write nothing; once throttling stops, remounts succeed after the backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_backs_off_as_a_whole_while_throttled() {
     let metrics = free_addr();
     let flags = [
-        format!("--rotation-check-window={}ms", WINDOW.as_millis()),
+        "--rotation-check-window=0s".to_owned(),
         format!("--metrics-addr={metrics}"),
     ];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -128,11 +132,11 @@ async fn the_node_backs_off_as_a_whole_while_throttled() {
         }
     }
 
-    // Throttling stops; one window later every remount succeeds, and
-    // sees the secret changed meanwhile.
+    // Throttling stops; once the backoff is over every remount succeeds,
+    // and sees the secret changed meanwhile.
     node.net.proxy.clear_rules();
     put_secret_string(&node.sm, "thr/s00", "s0-v2", &[]).await;
-    tokio::time::sleep(WINDOW + Duration::from_millis(200)).await;
+    tokio::time::sleep(RECOVERY + Duration::from_millis(200)).await;
     let after = round(&node, pods, &objects).await;
     assert_eq!(after.ok, 20, "after throttling: {:?}", after.failed);
     for pod in pods {
