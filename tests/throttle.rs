@@ -18,7 +18,7 @@ use support::{Rule, put_secret_string};
 use tonic::Code;
 
 /// Longer than the node's backoff lasts after the last throttling answer.
-const RECOVERY: Duration = Duration::from_secs(2);
+const RECOVERY: Duration = ascp::aws::throttle::MAX_RECOVERY;
 const SSM: &str = r#"service="ssm",region="us-east-1""#;
 const STS: &str = r#"service="sts",region="us-east-1""#;
 const RATE: &str = "ascp_aws_allowed_calls_per_second";
