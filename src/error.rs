@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::kinds::{FailureKind, StoreError};
+use crate::failure::{FailureKind, StoreError};
 
 /// Why a mount failed.
 #[derive(Debug, thiserror::Error)]
@@ -331,7 +331,7 @@ fn join_bounded(items: &[String], max: usize) -> String {
             }
             out.push_str("; ");
         }
-        out.push_str(&crate::text::truncate(item, MAX_LIST_BYTES));
+        out.push_str(&crate::bounded_text::truncate(item, MAX_LIST_BYTES));
         shown += 1;
     }
     if items.len() > shown {

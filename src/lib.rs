@@ -48,27 +48,29 @@
 //!   `ascp doctor` (which checks a pod's whole chain in the cluster and AWS).
 //! - [`signals`]: the shutdown future.
 //! - [`telemetry`]: logging set-up and the panic hook.
-//! - [`text`]: bounding text before it reaches a message.
-//! - [`kinds`]: which store an object lives in and how a call failed, shared
-//!   by every layer.
+//! - [`bounded_text`]: bounding and escaping text before it reaches a
+//!   message or a log line.
+//! - [`failure`] and [`store_kind`]: how a call failed and which store an
+//!   object lives in, shared by every layer.
 //!
 //! Imports run downward: `main` → `config`/`cli`/`health` → `server` →
 //! `mount` → `identity` → `aws` → `output` → `spc` → `store` → `error` →
-//! `kinds`, with `jmes`, `metrics`, `secret` and `text` usable from
+//! `failure`/`store_kind`, with `jmes`, `metrics`, `secret` and `bounded_text` usable from
 //! anywhere. A module never imports one above it, and no two modules import
 //! each other.
 
 pub mod aws;
+pub mod bounded_text;
 pub mod cli;
 pub mod config;
 pub mod encoding;
 pub mod error;
+pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
 pub mod identity;
 pub mod jmes;
-pub mod kinds;
 pub mod metrics;
 pub mod mount;
 pub mod output;
@@ -77,8 +79,8 @@ pub mod server;
 pub mod signals;
 pub mod spc;
 pub mod store;
+pub mod store_kind;
 pub mod telemetry;
-pub mod text;
 
 /// The generated protobuf and gRPC types of the driver's provider API.
 pub mod proto {

@@ -28,7 +28,8 @@ use futures::future::BoxFuture;
 use crate::error::Error;
 use crate::secret::{SecretBytes, Token};
 
-pub use crate::kinds::{FailureKind, StoreError, StoreKind};
+pub use crate::failure::{FailureKind, StoreError};
+pub use crate::store_kind::StoreKind;
 
 /// One object to fetch from one store in one region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +187,7 @@ impl Stores {
 
 /// Who the pod is, as the driver told us, and how it wants to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodIdentity {
+pub struct PodRef {
     /// Pod name.
     pub pod_name: String,
     /// Pod namespace.
@@ -232,21 +233,21 @@ pub struct PodCredentials {
 /// The pod's region and credentials: the identity step of a mount.
 pub trait Identity: Send + Sync {
     /// The pod's region when the SecretProviderClass names none.
-    fn default_region<'a>(&'a self, pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>>;
+    fn default_region<'a>(&'a self, pod: &'a PodRef) -> BoxFuture<'a, Result<String, Error>>;
 
     /// The pod's credentials that do not depend on a region (EKS Pod
     /// Identity), resolved once per mount and shared by its regions; `None`
     /// when every credential is regional (IRSA).
     fn pod_credentials<'a>(
         &'a self,
-        pod: &'a PodIdentity,
+        pod: &'a PodRef,
     ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>>;
 
     /// The credentials acting as `pod` in `region`, starting from what
     /// [`Identity::pod_credentials`] returned (STS for IRSA, role chaining).
     fn region_credentials<'a>(
         &'a self,
-        pod: &'a PodIdentity,
+        pod: &'a PodRef,
         region: &'a str,
         shared: Option<&'a PodCredentials>,
     ) -> BoxFuture<'a, Result<PodCredentials, Error>>;

@@ -212,7 +212,7 @@ pub fn service_error(
 
 /// `text` cut to [`MAX_MESSAGE`] bytes.
 fn bounded(text: &str) -> String {
-    crate::text::truncate(text, MAX_MESSAGE)
+    crate::bounded_text::truncate(text, MAX_MESSAGE)
 }
 
 #[cfg(test)]

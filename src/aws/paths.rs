@@ -52,7 +52,7 @@ impl<'a, T> Matches<'a, T> {
                 format!(
                     "more than {} objects under {}, the limit per path",
                     self.query.limit,
-                    crate::text::escape_bounded(&self.query.prefix, 200)
+                    crate::bounded_text::escape_bounded(&self.query.prefix, 200)
                 ),
             ));
         }
@@ -63,7 +63,7 @@ impl<'a, T> Matches<'a, T> {
                 format!(
                     "more than {} files in the mount with the objects under {} and its other paths",
                     self.query.budget.limit(),
-                    crate::text::escape_bounded(&self.query.prefix, 200)
+                    crate::bounded_text::escape_bounded(&self.query.prefix, 200)
                 ),
             ));
         }
@@ -86,7 +86,7 @@ pub(crate) fn too_many_pages(operation: &str, query: &PathQuery) -> StoreError {
         None,
         format!(
             "{operation}: still more pages under {} after {MAX_PAGES}",
-            crate::text::escape_bounded(&query.prefix, 200)
+            crate::bounded_text::escape_bounded(&query.prefix, 200)
         ),
     )
 }

@@ -79,5 +79,5 @@ pub fn read_spc(path: &Path) -> Result<SpcManifest, String> {
 }
 
 fn first_line(s: &str) -> String {
-    crate::text::first_line(s, 300)
+    crate::bounded_text::first_line(s, 300)
 }

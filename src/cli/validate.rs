@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 
+use crate::bounded_text::Escaped;
 use crate::config::ValidateArgs;
 use crate::encoding::Encoding;
-use crate::kinds::StoreKind;
 use crate::spc::objects::MAX_PATH_MATCHES;
 use crate::spc::{Attributes, MountParams, PathSpec, PathTranslation};
-use crate::text::Escaped;
+use crate::store_kind::StoreKind;
 
 /// Validates and returns the report to print, or every problem found, one
 /// per line.

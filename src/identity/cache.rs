@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::secret::Token;
+use crate::store::PodCredentials;
 
 /// An entry is dropped this long before its credentials expire, so that a
 /// mount (at most about two minutes) never starts with credentials about to
@@ -111,17 +112,14 @@ impl fmt::Debug for CacheKey {
     }
 }
 
-/// Cached credentials and who they act as.
-pub type Resolved = crate::store::PodCredentials;
-
 /// Expires each entry [`REFRESH_MARGIN`] before its credentials do.
 struct CredentialExpiry;
 
-impl Expiry<CacheKey, Resolved> for CredentialExpiry {
+impl Expiry<CacheKey, PodCredentials> for CredentialExpiry {
     fn expire_after_create(
         &self,
         _key: &CacheKey,
-        value: &Resolved,
+        value: &PodCredentials,
         _created_at: Instant,
     ) -> Option<Duration> {
         Some(time_to_live(value.credentials.expiry(), SystemTime::now()))
@@ -145,7 +143,7 @@ pub fn time_to_live(expiry: Option<SystemTime>, now: SystemTime) -> Duration {
 /// The cache. Cheap to clone; clones share entries.
 #[derive(Clone)]
 pub struct CredentialCache {
-    cache: Cache<CacheKey, Resolved>,
+    cache: Cache<CacheKey, PodCredentials>,
 }
 
 impl CredentialCache {
@@ -163,9 +161,9 @@ impl CredentialCache {
     /// The cached credentials for `key`, or those `load` obtains. Concurrent
     /// callers with one key share a single `load`; a failed load is not
     /// cached, and every caller waiting on it gets its error.
-    pub async fn get_or_load<F>(&self, key: CacheKey, load: F) -> Result<Resolved, Error>
+    pub async fn get_or_load<F>(&self, key: CacheKey, load: F) -> Result<PodCredentials, Error>
     where
-        F: Future<Output = Result<Resolved, Error>>,
+        F: Future<Output = Result<PodCredentials, Error>>,
     {
         // Whether this caller ran the load tells a miss from a hit; callers
         // that waited on another's load count as hits.
@@ -235,8 +233,8 @@ mod tests {
 
     use crate::store::FailureKind;
 
-    fn creds(valid_for: Duration) -> Resolved {
-        Resolved {
+    fn creds(valid_for: Duration) -> PodCredentials {
+        PodCredentials {
             credentials: Credentials::new(
                 "AKID",
                 "SECRET",

@@ -383,7 +383,7 @@ fn shared_error(e: &Arc<Error>) -> Error {
 
 /// `text` cut to [`MAX_MESSAGE`] bytes.
 fn bounded(text: &str) -> String {
-    crate::text::truncate(text, MAX_MESSAGE)
+    crate::bounded_text::truncate(text, MAX_MESSAGE)
 }
 
 #[cfg(test)]

@@ -41,9 +41,9 @@ use futures::future::BoxFuture;
 
 use crate::error::Error;
 use crate::secret::Token;
-use crate::store::{FailureKind, Identity, PodCredentials, PodIdentity};
+use crate::store::{FailureKind, Identity, PodCredentials, PodRef};
 
-use cache::{CacheKey, CredentialCache, Method, Resolved};
+use cache::{CacheKey, CredentialCache, Method};
 use eks_auth::EksAuth;
 use kube::KubeLookups;
 use pod_identity::AgentClient;
@@ -93,7 +93,7 @@ impl IdentityBackend {
 
     /// Step 2: the credentials that do not depend on the mounted region
     /// (EKS Pod Identity through the agent or EKS Auth); `None` for IRSA.
-    pub async fn shared_credentials(&self, pod: &PodIdentity) -> Result<Option<Resolved>, Error> {
+    pub async fn pod_credentials(&self, pod: &PodRef) -> Result<Option<PodCredentials>, Error> {
         if !pod.use_pod_identity {
             return Ok(None);
         }
@@ -120,7 +120,7 @@ impl IdentityBackend {
                                 source: Some(Box::new(e)),
                             })?;
                         tracing::debug!(%who, "loaded Pod Identity Agent credentials");
-                        Ok(Resolved {
+                        Ok(PodCredentials {
                             credentials,
                             principal: fallback_principal.clone(),
                         })
@@ -139,7 +139,7 @@ impl IdentityBackend {
                             .assume_role_for_pod_identity(&eks_region, &token, &who)
                             .await?;
                         tracing::debug!(%who, "loaded EKS Auth credentials");
-                        Ok(Resolved {
+                        Ok(PodCredentials {
                             credentials: got.credentials,
                             principal: got.role.unwrap_or_else(|| fallback_principal.clone()),
                         })
@@ -154,10 +154,10 @@ impl IdentityBackend {
     /// (step 2's answer) or IRSA, role chaining included.
     pub async fn region_credentials(
         &self,
-        pod: &PodIdentity,
+        pod: &PodRef,
         region: &str,
-        shared: Option<&Resolved>,
-    ) -> Result<Resolved, Error> {
+        shared: Option<&PodCredentials>,
+    ) -> Result<PodCredentials, Error> {
         let (own, token) = match shared {
             Some(shared) => {
                 let token = tokens::token_for(pod.tokens.as_ref(), POD_IDENTITY_AUDIENCE)?.token;
@@ -196,7 +196,7 @@ impl IdentityBackend {
                     )
                     .await?;
                 tracing::debug!(role, region, "loaded chained credentials");
-                Ok(Resolved {
+                Ok(PodCredentials {
                     credentials,
                     principal: role.to_owned(),
                 })
@@ -207,7 +207,7 @@ impl IdentityBackend {
     /// IRSA in `region`: the role in the ServiceAccount's annotation, assumed
     /// with the pod's token. Returns the token too (it keys the chained
     /// role's cache entry).
-    async fn irsa(&self, pod: &PodIdentity, region: &str) -> Result<(Resolved, Token), Error> {
+    async fn irsa(&self, pod: &PodRef, region: &str) -> Result<(PodCredentials, Token), Error> {
         let token = tokens::token_for(pod.tokens.as_ref(), IRSA_AUDIENCE)?.token;
         let role = self
             .kube
@@ -229,7 +229,7 @@ impl IdentityBackend {
                     )
                     .await?;
                 tracing::debug!(role = %role, region, "loaded IRSA credentials");
-                Ok(Resolved {
+                Ok(PodCredentials {
                     credentials,
                     principal: role.clone(),
                 })
@@ -240,7 +240,7 @@ impl IdentityBackend {
 
     /// The cluster's region for EKS Auth when the base config has none: the
     /// region of the pod's node.
-    async fn cluster_region(&self, pod: &PodIdentity) -> Result<String, Error> {
+    async fn cluster_region(&self, pod: &PodRef) -> Result<String, Error> {
         self.node_region(pod).await.map_err(|e| Error::Identity {
             what: format!(
                 "EKS Pod Identity (eks-auth mode) needs the cluster's region: set AWS_REGION on the provider or the {} label on the node",
@@ -261,7 +261,7 @@ impl IdentityBackend {
         })
     }
 
-    async fn node_region(&self, pod: &PodIdentity) -> Result<String, Error> {
+    async fn node_region(&self, pod: &PodRef) -> Result<String, Error> {
         if pod.pod_name.is_empty() || pod.namespace.is_empty() {
             return Err(Error::Region {
                 reason: "the mount request names no pod, so its node cannot be asked".into(),
@@ -274,7 +274,7 @@ impl IdentityBackend {
 }
 
 /// The service account, for messages.
-fn who(pod: &PodIdentity) -> String {
+fn who(pod: &PodRef) -> String {
     format!(
         "service account {} in namespace {}",
         pod.service_account, pod.namespace
@@ -282,20 +282,20 @@ fn who(pod: &PodIdentity) -> String {
 }
 
 impl Identity for IdentityBackend {
-    fn default_region<'a>(&'a self, pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
+    fn default_region<'a>(&'a self, pod: &'a PodRef) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(self.node_region(pod))
     }
 
     fn pod_credentials<'a>(
         &'a self,
-        pod: &'a PodIdentity,
+        pod: &'a PodRef,
     ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>> {
-        Box::pin(self.shared_credentials(pod))
+        Box::pin(self.pod_credentials(pod))
     }
 
     fn region_credentials<'a>(
         &'a self,
-        pod: &'a PodIdentity,
+        pod: &'a PodRef,
         region: &'a str,
         shared: Option<&'a PodCredentials>,
     ) -> BoxFuture<'a, Result<PodCredentials, Error>> {

@@ -476,7 +476,7 @@ fn error_text(body: &[u8], token: &Token) -> String {
     if trimmed.is_empty() {
         return "(empty answer)".into();
     }
-    crate::text::truncate(trimmed, MAX_ERROR_BODY)
+    crate::bounded_text::truncate(trimmed, MAX_ERROR_BODY)
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

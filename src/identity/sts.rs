@@ -25,7 +25,7 @@ use crate::aws::clients::ByRegion;
 use crate::aws::throttle::{NoSdkThrottleRetry, Service};
 use crate::error::Error;
 use crate::secret::Token;
-use crate::store::{FailureKind, PodIdentity};
+use crate::store::{FailureKind, PodRef};
 
 /// STS session names: 2 to 64 characters of `[\w+=,.@-]`.
 const MAX_SESSION_NAME: usize = 64;
@@ -199,7 +199,7 @@ where
 /// The STS session name for a pod: `ascp-<namespace>-<pod>`, characters STS
 /// does not allow replaced by `-`, at most 64 characters. It shows up in
 /// CloudTrail, which makes a pod's calls easy to find.
-pub fn session_name(pod: &PodIdentity) -> String {
+pub fn session_name(pod: &PodRef) -> String {
     let raw = format!("ascp-{}-{}", pod.namespace, pod.pod_name);
     let mut name: String = raw
         .chars()
@@ -221,8 +221,8 @@ mod tests {
     use super::*;
     use crate::store::AddressPreference;
 
-    fn pod(namespace: &str, name: &str) -> PodIdentity {
-        PodIdentity {
+    fn pod(namespace: &str, name: &str) -> PodRef {
+        PodRef {
             pod_name: name.into(),
             namespace: namespace.into(),
             pod_uid: String::new(),

@@ -342,7 +342,7 @@ impl Eval {
     }
 
     fn call(&mut self, name: &str, args: Vec<Arg<'_>>) -> Out {
-        let shown = crate::text::escape_bounded(name, 40);
+        let shown = crate::bounded_text::escape_bounded(name, 40);
         let invalid =
             |i: usize, want: &str| format!("{shown}() takes {want} as argument {}", i + 1);
         // Arity and &expression positions are checked with the shape, so

@@ -308,7 +308,7 @@ pub fn extract(value: &SecretBytes, expr: &str) -> Result<SecretBytes, String> {
 }
 
 fn first_line(s: &str) -> String {
-    crate::text::first_line(s, 300)
+    crate::bounded_text::first_line(s, 300)
 }
 
 #[cfg(test)]

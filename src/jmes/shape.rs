@@ -150,7 +150,7 @@ fn walk(node: &Ast, depth: usize, nesting: usize) -> Result<u64, String> {
 }
 
 fn function(name: &str, args: &[Ast], depth: usize, nesting: usize) -> Result<u64, String> {
-    let shown = crate::text::escape_bounded(name, 40);
+    let shown = crate::bounded_text::escape_bounded(name, 40);
     let Some(b) = BUILTINS.iter().find(|b| b.name == name) else {
         return Err(format!("calls an unknown function {shown}()"));
     };

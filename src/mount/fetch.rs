@@ -44,7 +44,7 @@ use crate::spc::ObjectSpec;
 use crate::spc::objects::{MAX_FILES, MAX_PATH_MATCHES};
 use crate::store::{
     FailureKind, FetchItem, Fetched, Identity, Listed, MatchBudget, OpenStores, PathQuery,
-    PodCredentials, PodIdentity, StoreError, StoreKind, Stores,
+    PodCredentials, PodRef, StoreError, StoreKind, Stores,
 };
 
 /// Largest mounted file read back on a rotation remount. Secrets Manager
@@ -319,7 +319,7 @@ impl Sources {
     pub async fn fetch(
         identity: &dyn Identity,
         open: &dyn OpenStores,
-        pod: &PodIdentity,
+        pod: &PodRef,
         shared: Option<&PodCredentials>,
         regions: &Regions,
         objects: &[&ObjectSpec],

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::budget::MountBytes;
 use super::fetch::Value;
+use crate::bounded_text::escape_bounded;
 use crate::encoding::Encoding;
 use crate::error::Error;
 use crate::jmes;
@@ -31,7 +32,6 @@ use crate::proto::ObjectVersion;
 use crate::secret::SecretBytes;
 use crate::spc::objects::{MAX_FILES, check_file_name};
 use crate::spc::{ObjectSpec, PathSpec};
-use crate::text::escape_bounded;
 
 /// The files of a mount and the versions to report.
 pub struct Files {

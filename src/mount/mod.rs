@@ -258,7 +258,8 @@ impl Mounter {
         let attrs = Attributes::parse(&request.attributes)?;
         // Only for the log line: a name with a newline or 2 MiB of text
         // must not forge or flood it (Kubernetes names are at most 253).
-        let field = |key| crate::text::escape_bounded(attrs.get(key).unwrap_or_default(), 253);
+        let field =
+            |key| crate::bounded_text::escape_bounded(attrs.get(key).unwrap_or_default(), 253);
         summary.pod = field(spc::keys::POD_NAME);
         summary.namespace = field(spc::keys::POD_NAMESPACE);
         summary.spc = field(spc::keys::SPC);
@@ -481,7 +482,7 @@ fn count_values(
     objects: &[&ObjectSpec],
     values: &[fetch::Value],
 ) -> Result<(), Error> {
-    use crate::text::escape_bounded;
+    use crate::bounded_text::escape_bounded;
     for (spec, value) in objects.iter().zip(values) {
         let object = || escape_bounded(&spec.name, 200);
         budget.charge(value.contents.len(), || format!("object {}", object()))?;

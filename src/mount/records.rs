@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::output::OutputFile;
 use crate::spc::{MountParams, ObjectSpec};
-use crate::store::PodIdentity;
+use crate::store::PodRef;
 
 /// Most target directories remembered. A node runs at most a few hundred
 /// pods; each record holds a few hundred bytes per object.
@@ -169,7 +169,7 @@ pub fn descriptor(
 /// Who a region's calls act as: the method, the principal the identity
 /// step returned (role ARN), the chained role and the region. Never the
 /// token, which rotates while the identity stays.
-pub fn identity_key(pod: &PodIdentity, principal: &str, region: &str) -> String {
+pub fn identity_key(pod: &PodRef, principal: &str, region: &str) -> String {
     format!(
         "{}|{principal}|{}|{}|{region}",
         if pod.use_pod_identity {

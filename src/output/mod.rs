@@ -252,7 +252,7 @@ impl Target {
         let len = path.as_os_str().len();
         if len > MAX_TARGET_PATH_BYTES {
             return Err(Error::TargetPath {
-                path: PathBuf::from(crate::text::truncate(&path.to_string_lossy(), 200)),
+                path: PathBuf::from(crate::bounded_text::truncate(&path.to_string_lossy(), 200)),
                 reason: format!(
                     "{len} bytes, longer than the {MAX_TARGET_PATH_BYTES} a path may have"
                 ),

@@ -50,10 +50,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::bounded_text::{Escaped, escape_bounded};
 use crate::error::Error;
 use crate::secret::Token;
-use crate::store::{AddressPreference, PodIdentity};
-use crate::text::{Escaped, escape_bounded};
+use crate::store::{AddressPreference, PodRef};
 
 pub use objects::{FailoverSpec, JmesSpec, ObjectSpec, PathSpec, PathTranslation};
 
@@ -396,7 +396,7 @@ impl fmt::Display for Warning {
 #[derive(Debug, Clone)]
 pub struct MountParams {
     /// The pod and how it authenticates.
-    pub pod: PodIdentity,
+    pub pod: PodRef,
     /// The SecretProviderClass name, for logs.
     pub secret_provider_class: String,
     /// `region`, if set.
@@ -533,7 +533,7 @@ impl MountParams {
             return Err(problems);
         }
 
-        let pod = PodIdentity {
+        let pod = PodRef {
             pod_name: attrs.get(keys::POD_NAME).unwrap_or_default().to_owned(),
             namespace: attrs
                 .get(keys::POD_NAMESPACE)

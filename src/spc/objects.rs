@@ -41,7 +41,7 @@ use serde::Deserialize;
 use super::{Problem, keys};
 use crate::encoding::{self, Encoding};
 use crate::jmes;
-use crate::kinds::StoreKind;
+use crate::store_kind::StoreKind;
 
 /// Largest `objects` YAML accepted.
 pub const MAX_OBJECTS_YAML_BYTES: usize = 1024 * 1024;
@@ -1257,7 +1257,7 @@ fn shorten(s: &str) -> String {
 }
 
 fn shorten_to(s: &str, max: usize) -> String {
-    crate::text::escape_bounded(s, max)
+    crate::bounded_text::escape_bounded(s, max)
 }
 
 #[cfg(test)]

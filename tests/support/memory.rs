@@ -23,7 +23,7 @@ use ascp::error::Error;
 use ascp::secret::SecretBytes;
 use ascp::store::{
     FailureKind, FetchItem, Fetched, Identity, Listed, OpenStores, PathQuery, PodCredentials,
-    PodIdentity, Store, StoreError, Stores,
+    PodRef, Store, StoreError, Stores,
 };
 
 /// What an in-memory object answers.
@@ -223,7 +223,7 @@ fn credentials_for(region: &str) -> PodCredentials {
 }
 
 impl Identity for MemBackend {
-    fn default_region<'a>(&'a self, _pod: &'a PodIdentity) -> BoxFuture<'a, Result<String, Error>> {
+    fn default_region<'a>(&'a self, _pod: &'a PodRef) -> BoxFuture<'a, Result<String, Error>> {
         Box::pin(async move {
             self.node_region.clone().ok_or(Error::Region {
                 reason: "the node has no region label".into(),
@@ -233,14 +233,14 @@ impl Identity for MemBackend {
 
     fn pod_credentials<'a>(
         &'a self,
-        _pod: &'a PodIdentity,
+        _pod: &'a PodRef,
     ) -> BoxFuture<'a, Result<Option<PodCredentials>, Error>> {
         Box::pin(async { Ok(None) })
     }
 
     fn region_credentials<'a>(
         &'a self,
-        _pod: &'a PodIdentity,
+        _pod: &'a PodRef,
         region: &'a str,
         _shared: Option<&'a PodCredentials>,
     ) -> BoxFuture<'a, Result<PodCredentials, Error>> {

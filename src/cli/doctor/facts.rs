@@ -22,9 +22,9 @@ use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::Value;
 
 use crate::identity::kube::{REGION_LABEL, ROLE_ARN_ANNOTATION};
-use crate::kinds::StoreKind;
 use crate::spc::objects::ObjectSpec;
 use crate::spc::{Attributes, MountParams, keys, parse_go_bool};
+use crate::store_kind::StoreKind;
 
 /// The CSI driver's name.
 pub const DRIVER_NAME: &str = "secrets-store.csi.k8s.io";
@@ -1019,7 +1019,7 @@ fn kube_error(e: &kube::Error) -> String {
 }
 
 fn bounded(text: &str) -> String {
-    crate::text::truncate(text, MAX_TEXT)
+    crate::bounded_text::truncate(text, MAX_TEXT)
 }
 
 #[cfg(test)]

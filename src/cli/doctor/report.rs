@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::facts::Subject;
 use super::{Check, Outcome};
-use crate::text::Escaped;
+use crate::bounded_text::Escaped;
 
 /// Counts per outcome.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

@@ -1,9 +1,9 @@
-//! The shared vocabulary at the bottom of the module graph: which store an
-//! object lives in, and how a call to a store or an identity service failed.
+//! How a call to a store or an identity service failed, as plain data at the
+//! bottom of the module graph.
 //!
-//! These are plain data. `error`, `spc`, `store`, `identity` and `aws` all
-//! use them; this module imports nothing from the crate, so none of them
-//! needs to import another to name a kind of failure.
+//! `error`, `store`, `identity` and `aws` all name failures with these; this
+//! module imports nothing from the crate, so none of them needs to import
+//! another to name a kind of failure.
 
 /// How a failed fetch should be treated: the gRPC code it maps to, and
 /// whether failover may hide it.
@@ -55,25 +55,6 @@ impl StoreError {
             kind,
             code: code.map(str::to_owned),
             message: message.into(),
-        }
-    }
-}
-
-/// Which store an object lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StoreKind {
-    /// AWS Secrets Manager (`objectType: secretsmanager`).
-    SecretsManager,
-    /// AWS Systems Manager Parameter Store (`objectType: ssmparameter`).
-    ParameterStore,
-}
-
-impl StoreKind {
-    /// The SecretProviderClass spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StoreKind::SecretsManager => "secretsmanager",
-            StoreKind::ParameterStore => "ssmparameter",
         }
     }
 }
