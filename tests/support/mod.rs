@@ -1,8 +1,10 @@
 //! Test support: a real AWS emulator (moto) and a fault-injecting proxy.
 //!
-//! Integration tests include this with `mod support;`; examples with
+//! The `it` test binary includes this with
+//! `#[path = "../support/mod.rs"] mod support;`, the other test binaries
+//! with `mod support;`, examples with
 //! `#[path = "../tests/support/mod.rs"] mod support;`. Nothing here depends on
-//! the test harness, so both work.
+//! the test harness, so all work.
 //!
 //! - [`moto`]: start `moto_server` from the project's `.venv` (installed by
 //!   `scripts/install-moto.sh`) and build SDK configs that point at it.
@@ -19,6 +21,8 @@
 //! - [`loopback`]: moto behind the proxy and the Kubernetes stub, with the
 //!   binary's environment to reach them.
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
+//! - [`layout`]: target directories of the atomic writer and what a pod
+//!   sees in them.
 //! - [`rotation`]: the rotation scenarios (one pod, many pods under two
 //!   roles) through the real binary, counting AWS and Kubernetes calls.
 //! - [`venv`]: installs moto and the Python clients into `.venv` on first
@@ -34,6 +38,7 @@ pub mod driver_layout;
 pub mod eks_auth;
 pub mod http;
 pub mod kube_api;
+pub mod layout;
 pub mod loopback;
 pub mod memory;
 pub mod moto;

@@ -3,7 +3,7 @@
 //! trait) and the Kubernetes lookups (caches, error mapping, deadline, rate
 //! limit). The whole path through the binary is in `e2e.rs`.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
 //! `ASCP_HOSTILE_BINARY=PATH` runs these tests against another build of the
 //! provider (the figures before a fix were taken so).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! fault-injecting proxy, a stub Kubernetes API, a stub Pod Identity Agent
 //! (IPv4 and IPv6) and a stub EKS Auth endpoint, all on loopback.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

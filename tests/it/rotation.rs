@@ -11,7 +11,7 @@
 //! shorter than the window, or the node checks twice in it: measured at up
 //! to about 6 s with the machine under load, hence 15 s and not less.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! their answers at gates the tests open in a chosen order; deadlines run on
 //! tokio's paused clock.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! releases it, and the test reads the provider's metrics (waits, calls
 //! waiting) to know a mount is queued. Nothing is timed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

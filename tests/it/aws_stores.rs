@@ -5,7 +5,7 @@
 //! One moto server serves the whole test binary (it is slow to start); every
 //! test uses its own names and its own proxy, so counts and faults never mix.
 
-mod support;
+use crate::support;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use tonic::Code;
 use ascp::proto::{MountRequest, MountResponse, ObjectVersion, VersionRequest};
 use ascp::store::FailureKind;
 
-mod support;
+use crate::support;
 use support::memory::{Answer, Harness, MemBackend, attributes, request};
 
 /// Every entry below `dir`: relative path, mode, contents (or "->link").

@@ -3,7 +3,7 @@
 //! escapes when logging to a pipe, and metric series that made-up regions
 //! cannot grow.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

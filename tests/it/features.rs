@@ -4,7 +4,7 @@
 //! jmesPath results, and path objects (`prefix/*`, `prefix/**`) of both
 //! stores. IRSA only: identity is not what these tests are about.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

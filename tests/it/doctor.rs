@@ -10,7 +10,7 @@
 //! value: no GetSecretValue, BatchGetSecretValue or GetParameters call
 //! reaches AWS.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

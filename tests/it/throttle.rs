@@ -8,7 +8,7 @@
 //! [`RECOVERY`], after which the node's backoff is over by construction
 //! (`ascp::aws::throttle::MAX_RECOVERY` is shorter).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

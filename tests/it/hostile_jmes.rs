@@ -8,7 +8,7 @@
 //! [`PEAK_MIB`]; and a normal jmesPath mount still works afterwards in the
 //! same process.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

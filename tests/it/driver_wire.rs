@@ -9,7 +9,7 @@
 //! loopback. The Python packages come from scripts/install-clients.sh; a
 //! missing one fails the test with what to run.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

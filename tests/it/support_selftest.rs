@@ -2,7 +2,7 @@
 //! proxy's counting, faults, latency and cross-account emulation. Also pins
 //! down moto behaviour other tests rely on.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2115,7 +2115,7 @@ fn the_unknown_address_type_warning_is_logged_once_per_mount() {
 // Through the provider's socket
 // ---------------------------------------------------------------------------
 
-mod support;
+use crate::support;
 
 #[tokio::test]
 async fn a_mount_reports_all_four_problems_and_touches_nothing() {
