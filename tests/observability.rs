@@ -2,32 +2,16 @@
 //! and in-memory stores. One test function: the metrics registry is
 //! process-wide, so counters are compared before and after in one sequence.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use ascp::health::HealthState;
 use ascp::proto::ObjectVersion;
 use ascp::store::FailureKind;
 
 mod support;
+use support::log::CapturedLog;
 use support::memory::{Answer, Harness, request};
 
 const SECRET: &str = "SECRET-VALUE-7f3a9c";
 const TOKEN: &str = "TOKEN-VALUE-b81d2e";
-
-/// Captures every log line of the process.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,7 +37,7 @@ fn counter(metrics: &str, line_prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_probes_and_redaction() {
-    let capture = Capture::default();
+    let capture = CapturedLog::default();
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .with_env_filter("trace")
@@ -173,7 +157,7 @@ async fn metrics_probes_and_redaction() {
     assert!(after.contains("ascp_build_info"));
 
     h.stop().await;
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("mount finished") && logs.contains("mount failed"),
         "logs captured"

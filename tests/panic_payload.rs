@@ -5,29 +5,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use support::log::CapturedLog;
 use support::memory::Harness;
 use tonic::Code;
 
-/// The log, as the subscriber writes it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_panic_in_a_mount_reaches_neither_the_status_nor_the_log() {
-    let log = Captured::default();
+    let log = CapturedLog::default();
     let writer = log.clone();
     tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -45,7 +29,7 @@ async fn a_panic_in_a_mount_reaches_neither_the_status_nor_the_log() {
         "{}",
         status.message()
     );
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let log = log.text();
     assert!(log.contains("panic (payload withheld)"), "{log}");
     assert!(log.contains("mount task failed"), "{log}");
     assert!(!log.contains("exploded"), "{log}");

@@ -13,23 +13,24 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ascp::proto::{MountRequest, MountResponse};
 use base64::Engine;
-use support::ascp_process::AscpProcess;
-use support::loopback::Loopback;
+use support::loopback::{self, Pod};
 use support::*;
 use tonic::Code;
 
-const NS: &str = "team";
-const SA: &str = "app";
-const ROLE: &str = "arn:aws:iam::123456789012:role/app";
-const REGION: &str = "us-east-1";
-const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.BUDGETS-TOKEN-4d2a.sig";
+/// The pod every test mounts for.
+const POD: Pod = Pod {
+    namespace: "team",
+    service_account: "app",
+    role: "arn:aws:iam::123456789012:role/app",
+    uid: "b7e1-uid",
+    class: "budgets",
+    token: "eyJhbGciOiJSUzI1NiJ9.BUDGETS-TOKEN-4d2a.sig",
+};
 /// Peak memory allowed for any of these runs: the values they fetch total
 /// at most about 4.5 MB; the debug binary these tests run holds about
 /// 42 MiB after its first mount, and peaked at 46.7 MiB in the largest run
@@ -41,78 +42,29 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// moto behind the counting proxy, a Kubernetes API knowing the service
 /// account, and the binary with its metrics on a loopback port.
 struct World {
-    net: Loopback,
-    ascp: AscpProcess,
+    base: loopback::World,
     metrics: std::net::SocketAddr,
+}
+
+impl std::ops::Deref for World {
+    type Target = loopback::World;
+
+    fn deref(&self) -> &loopback::World {
+        &self.base
+    }
 }
 
 impl World {
     async fn start(flags: &[&str]) -> World {
-        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
         let metrics = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             probe.local_addr().expect("its address")
         };
-        let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
-        flags.push(format!("--metrics-addr={metrics}"));
-        let env = net.env(&[]);
-        let ascp = AscpProcess::start(Path::new(env!("CARGO_BIN_EXE_ascp")), &flags, &env).await;
-        World { net, ascp, metrics }
-    }
-
-    async fn sm(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.net.moto.endpoint(), REGION).await)
-    }
-
-    /// A fresh, empty target directory.
-    fn target(&self, name: &str) -> PathBuf {
-        let dir = self.ascp.dir().join("targets").join(name);
-        std::fs::create_dir_all(&dir).expect("create a target directory");
-        dir
-    }
-
-    fn request(&self, target: &Path, objects: &str) -> MountRequest {
-        let tokens = serde_json::json!({
-            "sts.amazonaws.com": {"token": TOKEN, "expirationTimestamp": "2099-01-01T00:00:00Z"}
-        });
-        let attrs: BTreeMap<&str, String> = [
-            ("csi.storage.k8s.io/pod.name", "app-0".to_owned()),
-            ("csi.storage.k8s.io/pod.namespace", NS.to_owned()),
-            ("csi.storage.k8s.io/pod.uid", "b7e1-uid".to_owned()),
-            ("csi.storage.k8s.io/serviceAccount.name", SA.to_owned()),
-            (
-                "csi.storage.k8s.io/serviceAccount.tokens",
-                tokens.to_string(),
-            ),
-            ("secretProviderClass", "budgets".to_owned()),
-            ("region", REGION.to_owned()),
-            ("objects", objects.to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        MountRequest {
-            attributes: serde_json::to_string(&attrs).expect("attributes"),
-            secrets: "{}".into(),
-            target_path: target.display().to_string(),
-            permission: "420".into(),
-            current_object_version: Vec::new(),
-        }
-    }
-
-    async fn mount(&self, target: &Path, objects: &str) -> Result<MountResponse, tonic::Status> {
-        self.ascp.mount(self.request(target, objects)).await
-    }
-
-    async fn mount_ok(&self, target: &Path, objects: &str) -> MountResponse {
-        match self.mount(target, objects).await {
-            Ok(r) => r,
-            Err(s) => panic!(
-                "mount failed: {:?}: {}\nascp log:\n{}",
-                s.code(),
-                s.message(),
-                self.ascp.log()
-            ),
-        }
+        let metrics_flag = format!("--metrics-addr={metrics}");
+        let mut flags = flags.to_vec();
+        flags.push(&metrics_flag);
+        let base = loopback::World::start(POD, Path::new(env!("CARGO_BIN_EXE_ascp")), &flags).await;
+        World { base, metrics }
     }
 
     /// Mounts into a fresh target and expects failure with `code` and a
@@ -120,16 +72,7 @@ impl World {
     /// written. Returns the message.
     async fn mount_err(&self, name: &str, objects: &str, code: Code, needles: &[&str]) -> String {
         let target = self.target(name);
-        let message = match self.mount(&target, objects).await {
-            Ok(r) => panic!("mount succeeded but should fail with {code:?}: {r:?}"),
-            Err(s) => {
-                assert_eq!(s.code(), code, "{}", s.message());
-                s.message().to_owned()
-            }
-        };
-        for needle in needles {
-            assert!(message.contains(needle), "{needle:?} not in {message}");
-        }
+        let message = self.base.mount_err(&target, objects, code, needles).await;
         assert_empty(&target);
         message
     }

@@ -17,7 +17,7 @@ use std::process::Command;
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::{Value, json};
 use support::ascp_process::AscpProcess;
-use support::kube_api::KubeApiStub;
+use support::loopback::Loopback;
 use support::*;
 
 const NS: &str = "wire";
@@ -38,22 +38,14 @@ const URL: &str = "https://wire.example";
 
 /// moto behind the proxy, a Kubernetes API that knows the pod's role.
 struct World {
-    _moto: MotoServer,
-    proxy: FaultProxy,
-    _kube: KubeApiStub,
-    dir: tempfile::TempDir,
+    net: Loopback,
 }
 
 impl World {
     async fn start() -> World {
-        let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(&moto.endpoint()).await;
-        let kube = KubeApiStub::start().await;
-        kube.add_service_account(NS, SA, Some(ROLE));
-        kube.add_pod(NS, POD, Some("node"));
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        kube.write_kubeconfig(&dir.path().join("kubeconfig"));
-        let config = sdk_config(&moto.endpoint(), REGION).await;
+        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
+        net.kube.add_pod(NS, POD, Some("node"));
+        let config = sdk_config(&net.moto.endpoint(), REGION).await;
         create_secret_string(&aws_sdk_secretsmanager::Client::new(&config), "wire/db", DB).await;
         put_parameter(
             &aws_sdk_ssm::Client::new(&config),
@@ -62,26 +54,12 @@ impl World {
             ParameterType::String,
         )
         .await;
-        World {
-            _moto: moto,
-            proxy,
-            _kube: kube,
-            dir,
-        }
+        World { net }
     }
 
     /// The binary, with `args` after the defaults.
     async fn ascp(&self, args: &[String]) -> AscpProcess {
-        let env = [
-            (
-                "KUBECONFIG",
-                self.dir.path().join("kubeconfig").display().to_string(),
-            ),
-            ("AWS_ENDPOINT_URL", self.proxy.endpoint()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("RUST_LOG", "info".into()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v));
+        let env = self.net.env(&[]);
         AscpProcess::start(Path::new(env!("CARGO_BIN_EXE_ascp")), args, &env).await
     }
 }
@@ -344,7 +322,10 @@ async fn the_drivers_retry_policy_is_live_and_a_failing_mount_runs_once() {
     };
     // Secrets Manager answering 500 on every call: 1 Mount, whose SDK makes
     // its 3 attempts, and the driver's client does not repeat it.
-    let failing = world.proxy.add_rule(Rule::new().service("secretsmanager"));
+    let failing = world
+        .net
+        .proxy
+        .add_rule(Rule::new().service("secretsmanager"));
     let before = mounts_logged(&ascp);
     let dir = target(&ascp, "aws-500");
     let answer = client("grpcio_client.py", retrying(mount(&dir, &[])), &ascp).await;
@@ -358,8 +339,8 @@ async fn the_drivers_retry_policy_is_live_and_a_failing_mount_runs_once() {
         "{answer}"
     );
     assert_eq!(mounts_logged(&ascp) - before, 1, "{}", ascp.log());
-    assert_eq!(world.proxy.fired(failing), 3);
-    world.proxy.clear_rules();
+    assert_eq!(world.net.proxy.fired(failing), 3);
+    world.net.proxy.clear_rules();
 
     // Pod Identity with the agent down: 1 Mount.
     let before = mounts_logged(&ascp);

@@ -6,126 +6,28 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ascp::proto::{MountRequest, MountResponse, ObjectVersion};
+use ascp::proto::MountResponse;
 use aws_sdk_ssm::types::ParameterType;
-use support::ascp_process::AscpProcess;
-use support::loopback::Loopback;
+use support::loopback::{Pod, REGION, World};
 use support::*;
 use tonic::Code;
 
-const NS: &str = "team";
-const SA: &str = "app";
-const ROLE: &str = "arn:aws:iam::123456789012:role/app";
-const REGION: &str = "us-east-1";
-const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.FEATURES-TOKEN-1c9e.sig";
+/// The pod every test mounts for.
+const POD: Pod = Pod {
+    namespace: "team",
+    service_account: "app",
+    role: "arn:aws:iam::123456789012:role/app",
+    uid: "5e1f-uid",
+    class: "features",
+    token: "eyJhbGciOiJSUzI1NiJ9.FEATURES-TOKEN-1c9e.sig",
+};
 
 /// moto behind the counting proxy, a Kubernetes API knowing the service
-/// account, and the binary.
-struct World {
-    net: Loopback,
-    ascp: AscpProcess,
-}
-
-impl World {
-    async fn start(flags: &[&str]) -> World {
-        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
-        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
-        let env = net.env(&[]);
-        let ascp = AscpProcess::start(Path::new(env!("CARGO_BIN_EXE_ascp")), &flags, &env).await;
-        World { net, ascp }
-    }
-
-    async fn sm(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&sdk_config(&self.net.moto.endpoint(), REGION).await)
-    }
-
-    async fn ssm(&self) -> aws_sdk_ssm::Client {
-        aws_sdk_ssm::Client::new(&sdk_config(&self.net.moto.endpoint(), REGION).await)
-    }
-
-    /// A fresh, empty target directory.
-    fn target(&self, name: &str) -> PathBuf {
-        let dir = self.ascp.dir().join("targets").join(name);
-        std::fs::create_dir_all(&dir).expect("create a target directory");
-        dir
-    }
-
-    /// Mounts `objects` (with `extra` parameters) into `target`, sending
-    /// `current` as the driver's `current_object_version`.
-    async fn mount_with(
-        &self,
-        target: &Path,
-        objects: &str,
-        extra: &[(&str, &str)],
-        current: Vec<ObjectVersion>,
-    ) -> Result<MountResponse, tonic::Status> {
-        let tokens = serde_json::json!({
-            "sts.amazonaws.com": {"token": TOKEN, "expirationTimestamp": "2099-01-01T00:00:00Z"}
-        });
-        let mut attrs: BTreeMap<&str, String> = [
-            ("csi.storage.k8s.io/pod.name", "app-0".to_owned()),
-            ("csi.storage.k8s.io/pod.namespace", NS.to_owned()),
-            ("csi.storage.k8s.io/pod.uid", "5e1f-uid".to_owned()),
-            ("csi.storage.k8s.io/serviceAccount.name", SA.to_owned()),
-            (
-                "csi.storage.k8s.io/serviceAccount.tokens",
-                tokens.to_string(),
-            ),
-            ("secretProviderClass", "features".to_owned()),
-            ("region", REGION.to_owned()),
-            ("objects", objects.to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        attrs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        self.ascp
-            .mount(MountRequest {
-                attributes: serde_json::to_string(&attrs).expect("attributes"),
-                secrets: "{}".into(),
-                target_path: target.display().to_string(),
-                permission: "420".into(),
-                current_object_version: current,
-            })
-            .await
-    }
-
-    /// Mounts and expects success.
-    async fn mount_ok(&self, target: &Path, objects: &str) -> MountResponse {
-        match self.mount_with(target, objects, &[], Vec::new()).await {
-            Ok(r) => r,
-            Err(s) => panic!(
-                "mount failed: {:?}: {}\nascp log:\n{}",
-                s.code(),
-                s.message(),
-                self.ascp.log()
-            ),
-        }
-    }
-
-    /// Mounts and expects failure with `code` and a message holding every
-    /// one of `needles`; returns the message.
-    async fn mount_err(
-        &self,
-        target: &Path,
-        objects: &str,
-        code: Code,
-        needles: &[&str],
-    ) -> String {
-        let message = match self.mount_with(target, objects, &[], Vec::new()).await {
-            Ok(r) => panic!("mount succeeded but should fail with {code:?}: {r:?}"),
-            Err(s) => {
-                assert_eq!(s.code(), code, "{}", s.message());
-                s.message().to_owned()
-            }
-        };
-        for needle in needles {
-            assert!(message.contains(needle), "{needle:?} not in {message}");
-        }
-        message
-    }
+/// account, and the binary started with `flags`.
+async fn start(flags: &[&str]) -> World {
+    World::start(POD, Path::new(env!("CARGO_BIN_EXE_ascp")), flags).await
 }
 
 fn read(dir: &Path, file: &str) -> Vec<u8> {
@@ -204,7 +106,7 @@ const ENCODED_OBJECTS: &str = r#"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoded_values_are_decoded_byte_for_byte_whatever_their_origin() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let sm = world.sm().await;
     let bytes = all_bytes();
     let keystore = create_secret_string(&sm, "enc/keystore", &base64_wrapped(&bytes)).await;
@@ -268,7 +170,7 @@ async fn encoded_values_are_decoded_byte_for_byte_whatever_their_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_values_fail_the_mount_naming_object_field_and_offset_only() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let sm = world.sm().await;
     create_secret_string(&sm, "bad/b64", "QUJD\nRE$G").await;
     create_secret_string(&sm, "bad/hex", "00ff0").await;
@@ -310,7 +212,7 @@ async fn undecodable_values_fail_the_mount_naming_object_field_and_offset_only()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_non_string_jmespath_result_is_written_as_compact_json() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let value = r#"{"port": 5432, "negative": -7, "wide": 18446744073709551615,
         "ratio": 1.50, "tls": true, "debug": false,
         "pool": {"min": 1, "hosts": ["a", "b"]}, "empty": [], "none": null}"#;
@@ -418,7 +320,7 @@ fn version_of(response: &MountResponse, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameter_paths_list_one_level_or_all_with_their_own_versions() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let ssm = world.ssm().await;
     for (name, value) in [
         ("/app/prod/db", "db-url"),
@@ -490,7 +392,7 @@ async fn parameter_paths_list_one_level_or_all_with_their_own_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_paths_keep_only_names_under_the_prefix_and_read_values_in_batches() {
-    let world = World::start(&["--batch-get-secret-value=true"]).await;
+    let world = start(&["--batch-get-secret-value=true"]).await;
     let sm = world.sm().await;
     let db = create_secret_string(&sm, "prod/web/db", "db-pass").await;
     create_secret_binary(&sm, "prod/web/cert", &[0, 1, 254, 255]).await;
@@ -559,7 +461,7 @@ async fn secret_paths_keep_only_names_under_the_prefix_and_read_values_in_batche
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parameter_paths_are_bounded_too() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     many_parameters(&world, "/bulk/p", 257).await;
     let dir = world.target("ssm-257");
     let objects = "- objectName: /bulk/*\n  objectType: ssmparameter\n";
@@ -600,7 +502,7 @@ async fn parameter_paths_are_bounded_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_paths_collisions_and_denials() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let sm = world.sm().await;
     create_secret_string(&sm, "solo", "solo-value").await;
     create_secret_string(&sm, "col/a/b", "slash").await;
@@ -651,7 +553,7 @@ async fn empty_paths_collisions_and_denials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_remounts_show_added_and_removed_matches() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let sm = world.sm().await;
     let ssm = world.ssm().await;
     create_secret_string(&sm, "rot/a", "a-1").await;
@@ -707,7 +609,7 @@ async fn rotation_remounts_show_added_and_removed_matches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_fails_over_as_one_object() {
-    let world = World::start(&[]).await;
+    let world = start(&[]).await;
     let east = world.sm().await;
     let west = aws_sdk_secretsmanager::Client::new(
         &sdk_config(&world.net.moto.endpoint(), "us-west-2").await,

@@ -10,20 +10,21 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ascp::proto::{MountRequest, MountResponse};
-use support::ascp_process::AscpProcess;
-use support::loopback::Loopback;
+use support::loopback::{self, Pod};
 use support::*;
 use tonic::Code;
 
-const NS: &str = "team";
-const SA: &str = "app";
-const ROLE: &str = "arn:aws:iam::123456789012:role/app";
-const REGION: &str = "us-east-1";
-const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.HOSTILE-JMES-TOKEN-5a1d.sig";
+/// The pod every test mounts for.
+const POD: Pod = Pod {
+    namespace: "team",
+    service_account: "app",
+    role: "arn:aws:iam::123456789012:role/app",
+    uid: "7c2e-uid",
+    class: "hostile",
+    token: "eyJhbGciOiJSUzI1NiJ9.HOSTILE-JMES-TOKEN-5a1d.sig",
+};
 
 /// The bound on the provider's peak resident memory (VmHWM) over a whole
 /// run of hostile mounts. Before the bounds, the first expression alone
@@ -32,24 +33,28 @@ const PEAK_MIB: u64 = 64;
 
 /// moto, a Kubernetes API knowing the service account, and the binary.
 struct World {
-    net: Loopback,
-    ascp: AscpProcess,
+    base: loopback::World,
     driver_writes: bool,
+}
+
+impl std::ops::Deref for World {
+    type Target = loopback::World;
+
+    fn deref(&self) -> &loopback::World {
+        &self.base
+    }
 }
 
 impl World {
     async fn start(driver_writes: bool) -> World {
-        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
-        let flags: Vec<String> = if driver_writes {
-            vec!["--driver-writes-secrets".to_owned()]
+        let flags: &[&str] = if driver_writes {
+            &["--driver-writes-secrets"]
         } else {
-            Vec::new()
+            &[]
         };
-        let env = net.env(&[]);
-        let ascp = AscpProcess::start(Path::new(env!("CARGO_BIN_EXE_ascp")), &flags, &env).await;
+        let base = loopback::World::start(POD, Path::new(env!("CARGO_BIN_EXE_ascp")), flags).await;
         let world = World {
-            net,
-            ascp,
+            base,
             driver_writes,
         };
         world.seed().await;
@@ -59,9 +64,7 @@ impl World {
     /// The secrets the expressions run on: all within Secrets Manager's
     /// 64 KiB.
     async fn seed(&self) {
-        let sm = aws_sdk_secretsmanager::Client::new(
-            &sdk_config(&self.net.moto.endpoint(), REGION).await,
-        );
+        let sm = self.sm().await;
         create_secret_string(&sm, "app/db", r#"{"username":"admin","password":"pw"}"#).await;
         // 60,000 bytes of text in one key.
         let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(60_000));
@@ -88,42 +91,6 @@ impl World {
         // Arrays nested 120 deep.
         let deep = format!("{}1{}", "[".repeat(120), "]".repeat(120));
         create_secret_string(&sm, "deep/value", &format!(r#"{{"d":{deep}}}"#)).await;
-    }
-
-    fn target(&self, name: &str) -> PathBuf {
-        let dir = self.ascp.dir().join("targets").join(name);
-        std::fs::create_dir_all(&dir).expect("create a target directory");
-        dir
-    }
-
-    async fn mount(&self, target: &Path, objects: &str) -> Result<MountResponse, tonic::Status> {
-        let tokens = serde_json::json!({
-            "sts.amazonaws.com": {"token": TOKEN, "expirationTimestamp": "2099-01-01T00:00:00Z"}
-        });
-        let attrs: BTreeMap<&str, String> = [
-            ("csi.storage.k8s.io/pod.name", "app-0".to_owned()),
-            ("csi.storage.k8s.io/pod.namespace", NS.to_owned()),
-            ("csi.storage.k8s.io/pod.uid", "7c2e-uid".to_owned()),
-            ("csi.storage.k8s.io/serviceAccount.name", SA.to_owned()),
-            (
-                "csi.storage.k8s.io/serviceAccount.tokens",
-                tokens.to_string(),
-            ),
-            ("secretProviderClass", "hostile".to_owned()),
-            ("region", REGION.to_owned()),
-            ("objects", objects.to_owned()),
-        ]
-        .into_iter()
-        .collect();
-        self.ascp
-            .mount(MountRequest {
-                attributes: serde_json::to_string(&attrs).expect("attributes"),
-                secrets: "{}".into(),
-                target_path: target.display().to_string(),
-                permission: "420".into(),
-                current_object_version: Vec::new(),
-            })
-            .await
     }
 
     /// Mounts `path` on `object` and expects INVALID_ARGUMENT naming the

@@ -21,6 +21,7 @@
 //! - [`loopback`]: moto behind the proxy and the Kubernetes stub, with the
 //!   binary's environment to reach them.
 //! - [`driver_layout`]: writes driver-writes files as the CSI driver does.
+//! - [`log`]: a log captured in memory, for a test's tracing subscriber.
 //! - [`layout`]: target directories of the atomic writer and what a pod
 //!   sees in them.
 //! - [`rotation`]: the rotation scenarios (one pod, many pods under two
@@ -39,6 +40,7 @@ pub mod eks_auth;
 pub mod http;
 pub mod kube_api;
 pub mod layout;
+pub mod log;
 pub mod loopback;
 pub mod memory;
 pub mod moto;
