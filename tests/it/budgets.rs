@@ -110,7 +110,7 @@ impl World {
 }
 
 /// Asserts the provider's peak memory so far is below [`PEAK_MIB`], and
-/// shows it (`cargo test --test budgets -- --nocapture`).
+/// shows it (`cargo test --test it budgets:: -- --nocapture`).
 fn peak(w: &World, what: &str) {
     let memory = w.ascp.memory();
     eprintln!(

@@ -1503,7 +1503,7 @@ fn elf_has_interpreter(bytes: &[u8]) -> bool {
 
 /// Builds the image's binary with the Dockerfile's own build command (for
 /// this machine's architecture) and checks it is static, small and runs.
-/// Minutes of release build: `cargo test --test deploy -- --ignored`.
+/// Minutes of release build: `cargo test --test it deploy:: -- --ignored`.
 #[test]
 #[ignore = "a release build of the image binary takes minutes; run with --ignored"]
 fn dockerfile_build_step_builds_a_static_binary() {

@@ -273,7 +273,7 @@ async fn bad_requests_are_invalid_argument_and_touch_nothing() {
     cases.push(("non-string", r));
     let mut r = good.clone();
     // Past the attributes' 2 MiB, within the message's 4 MiB (a larger
-    // message is OUT_OF_RANGE, see tests/hostile.rs).
+    // message is OUT_OF_RANGE, see tests/it/hostile.rs).
     r.attributes = format!(r#"{{"pad":"{}"}}"#, "a".repeat(3 * 1024 * 1024));
     cases.push(("3 MB", r));
     cases.push(("not a list", request(target.path(), "objectName: x", &[])));

@@ -1,7 +1,7 @@
 //! Rotation scenarios of issue 11, through the real `ascp` binary against
 //! moto behind the counting proxy and the stub Kubernetes API, remounting
 //! as driver v1.6 does (no `current_object_version`). Shared by
-//! `tests/rotation.rs`, which asserts the exact counts, and
+//! `tests/it/rotation.rs`, which asserts the exact counts, and
 //! `examples/rotation_calls.rs`, which prints them.
 //!
 //! Counts come from the proxy (AWS, per operation) and the Kubernetes stub
