@@ -53,6 +53,7 @@ use super::limits::Gate;
 use super::paths::{self, Matches};
 use super::throttle::Service;
 use super::version_checks::{CURRENT_STAGE, CheckFailure, Stages, VersionChecks};
+use crate::arn::{Arn, is_arn};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
@@ -650,16 +651,11 @@ fn is_access_denied<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool 
     }
 }
 
-fn is_arn(name: &str) -> bool {
-    name.starts_with("arn:")
-}
-
-/// The account field of `arn:PARTITION:SERVICE:REGION:ACCOUNT:...`.
+/// The account of a name written as a full ARN, unless empty.
 fn arn_account(name: &str) -> Option<&str> {
-    if !is_arn(name) {
-        return None;
-    }
-    name.split(':').nth(4).filter(|a| !a.is_empty())
+    Arn::parse(name)
+        .map(|a| a.account)
+        .filter(|a| !a.is_empty())
 }
 
 /// The account of the store's credentials, when the provider says.

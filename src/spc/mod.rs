@@ -477,7 +477,7 @@ impl MountParams {
         };
         let assume_role_arn = attrs.get(keys::ASSUME_ROLE_ARN).map(str::to_owned);
         if let Some(arn) = &assume_role_arn
-            && !objects::is_iam_role_arn(arn)
+            && !crate::arn::is_iam_role_arn(arn)
         {
             problems.push(Problem::parameter(
                 keys::ASSUME_ROLE_ARN,

@@ -39,6 +39,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::Deserialize;
 
 use super::{Problem, keys};
+use crate::arn;
+/// Re-exported for the callers that name it here.
+pub use crate::arn::Arn;
 use crate::encoding::{self, Encoding};
 use crate::jmes;
 use crate::store_kind::StoreKind;
@@ -953,7 +956,7 @@ fn validate_object(
 /// named by the matches, and a path lists only the caller's own account.
 fn check_path_object(prefix: &str, kind: StoreKind, raw: &RawObject, found: &mut Findings<'_>) {
     let refused = "cannot be set on a path (an objectName ending in /* or /**)";
-    if prefix.starts_with("arn:") {
+    if arn::is_arn(prefix) {
         found.add(
             "objectName",
             "a path cannot be an ARN: it lists the caller's own account by name",
@@ -993,7 +996,7 @@ fn resolve_kind(
     name: &str,
     object_type: Option<&str>,
 ) -> Result<(StoreKind, Option<String>), (&'static str, String)> {
-    let arn = if name.starts_with("arn:") {
+    let arn = if arn::is_arn(name) {
         Some(Arn::parse(name).ok_or_else(|| {
             (
                 "objectName",
@@ -1050,50 +1053,6 @@ fn resolve_kind(
         }
     };
     Ok((kind, arn.map(|a| a.region.to_owned())))
-}
-
-/// The parts of an ARN this module needs. Parsing follows the AWS SDK's
-/// rules: the prefix `arn:` and six `:`-separated sections.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Arn<'a> {
-    /// `aws`, `aws-cn`, `aws-us-gov`, …
-    pub partition: &'a str,
-    /// `secretsmanager`, `ssm`, `iam`, …
-    pub service: &'a str,
-    /// The region; empty for global services.
-    pub region: &'a str,
-    /// The account id.
-    pub account: &'a str,
-    /// The rest.
-    pub resource: &'a str,
-}
-
-impl<'a> Arn<'a> {
-    /// Parses an ARN; `None` when it has fewer than six sections.
-    pub fn parse(s: &'a str) -> Option<Self> {
-        let rest = s.strip_prefix("arn:")?;
-        let mut parts = rest.splitn(5, ':');
-        Some(Self {
-            partition: parts.next()?,
-            service: parts.next()?,
-            region: parts.next()?,
-            account: parts.next()?,
-            resource: parts.next()?,
-        })
-    }
-}
-
-/// Whether `s` is an IAM role ARN.
-pub fn is_iam_role_arn(s: &str) -> bool {
-    Arn::parse(s).is_some_and(|a| {
-        a.service == "iam"
-            && a.region.is_empty()
-            && a.account.len() == 12
-            && a.account.bytes().all(|b| b.is_ascii_digit())
-            && a.resource
-                .strip_prefix("role/")
-                .is_some_and(|r| !r.is_empty())
-    })
 }
 
 /// Checks a file name relative to the target directory.
