@@ -20,7 +20,7 @@
 //! - `region`: the primary region; when empty the pod's node decides.
 //! - `failoverRegion`: a second region; must differ from the primary.
 //! - `pathTranslation`: empty → `_`; `false` in any case → off; one ASCII
-//!   character → that character; anything else is an error.
+//!   character other than NUL → that character; anything else is an error.
 //! - `usePodIdentity`: Go `strconv.ParseBool` syntax; empty → IRSA.
 //! - `preferredAddressType`: read under Pod Identity only (ignored entirely
 //!   under IRSA, as ASCP): `ipv4`, `ipv6`, `auto` or empty, any case; any
