@@ -293,20 +293,17 @@ mod tests {
             };
             let stripped = t[start..].find(':').map_or(t, |at| &t[..start + at]);
             assert_eq!(stripped, replaced::ps_strip_selector(t), "{t:?}");
-            // The others agree on every text that parses (the only ones
-            // their callers reach, see each call site) and differ only on
-            // texts that do not.
+            // The others agree on every text that parses, the only texts
+            // their callers reach: Secrets Manager's names passed the
+            // class's rules, where a name beginning `arn:` must parse; the
+            // fetch's and the doctor's ARNs are AWS's own answers.
             let account = parsed.map(|a| a.account).filter(|a| !a.is_empty());
             let doctor = parsed.map_or(("aws".to_owned(), String::new()), |a| {
                 (a.partition.to_owned(), a.account.to_owned())
             });
-            if parsed.is_some() {
+            if let Some(arn) = parsed {
                 assert_eq!(account, replaced::sm_account(t), "{t:?}");
-                assert_eq!(
-                    Some(parsed.unwrap().region),
-                    replaced::fetch_region(t),
-                    "{t:?}"
-                );
+                assert_eq!(Some(arn.region), replaced::fetch_region(t), "{t:?}");
                 assert_eq!(doctor, replaced::doctor_account(t), "{t:?}");
             }
         }
@@ -320,5 +317,13 @@ mod tests {
         assert_eq!(replaced::fetch_region(unprefixed), Some("us-east-1"));
         assert_eq!(replaced::doctor_account(unprefixed).1, "1");
         assert_eq!(Arn::parse(unprefixed), None);
+        // The doctor found a parameter's name after the first `:parameter`
+        // anywhere in the text, also in a partition that begins so; the
+        // resource is where the name is.
+        let odd = "arn:parameterx:ssm:us-east-1:1:parameter/a";
+        let old = odd.split_once(":parameter").map(|(_, rest)| rest);
+        assert_eq!(old, Some("x:ssm:us-east-1:1:parameter/a"));
+        let new = Arn::parse(odd).and_then(|a| a.resource.strip_prefix("parameter"));
+        assert_eq!(new, Some("/a"));
     }
 }
