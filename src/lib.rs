@@ -59,6 +59,7 @@
 //! anywhere. A module never imports one above it, and no two modules import
 //! each other.
 
+pub mod arn;
 pub mod aws;
 pub mod bounded_text;
 pub mod cli;

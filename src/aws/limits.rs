@@ -1,12 +1,12 @@
 //! How many AWS calls may be in flight: per mount and region (the stores
-//! built by one `StoreFactory::stores` call, which the identity backend makes
-//! once per mount and region, share one gate) and for the whole process
-//! ([`CallBound`]: the stores' calls and the identity's STS and EKS Auth
-//! calls together).
+//! built by one `StoreFactory::stores` call, which the mount makes once per
+//! region it fetches from, through `OpenStores::open`, share one gate) and
+//! for the whole process ([`CallBound`]: the stores' calls and the
+//! identity's STS and EKS Auth calls together).
 //!
-//! Every AWS call holds one permit of each limit it is under for exactly its
-//! own duration, never while waiting on another call, so the limits cannot
-//! deadlock. The process-wide bound is shared fairly: its permits go round
+//! Every AWS call takes its mount's permit, then the process's, and holds
+//! them only until it ends; no call waits on another call while it holds a
+//! permit, so the limits cannot deadlock. The process-wide bound is shared fairly: its permits go round
 //! robin between mounts, so a mount with many calls cannot push another
 //! mount's calls back behind all of its own.
 

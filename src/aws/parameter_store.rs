@@ -40,6 +40,7 @@ use super::limits::Gate;
 use super::paths::{self, Matches};
 use super::throttle::Service;
 use super::version_checks::{ParameterChecks, Versions, check_key};
+use crate::arn::{self, Arn};
 use crate::secret::SecretBytes;
 use crate::store::{FailureKind, FetchItem, Fetched, Listed, PathQuery, Store, StoreError};
 
@@ -449,26 +450,21 @@ fn pack(requests: &[Request]) -> Vec<Vec<usize>> {
 /// `a/b`. Only used to tell requests apart within one call, where treating
 /// two parameters as one costs an extra call, never a wrong answer.
 fn parameter_key(name: &str) -> String {
-    let bare = if name.starts_with("arn:") {
-        name.splitn(6, ':')
-            .nth(5)
-            .and_then(|resource| resource.strip_prefix("parameter"))
-            .unwrap_or(name)
-    } else {
-        name
-    };
-    bare.trim_start_matches('/').to_owned()
+    Arn::parse(name)
+        .and_then(|arn| arn.resource.strip_prefix("parameter"))
+        .unwrap_or(name)
+        .trim_start_matches('/')
+        .to_owned()
 }
 
 /// `name:selector` → `name`, also inside an ARN's resource.
 fn strip_selector(text: &str) -> &str {
-    let start = if text.starts_with("arn:") {
-        // Skip the five colons of arn:PARTITION:SERVICE:REGION:ACCOUNT:
-        text.match_indices(':')
-            .nth(4)
-            .map_or(text.len(), |(at, _)| at + 1)
-    } else {
-        0
+    // Skip arn:PARTITION:SERVICE:REGION:ACCOUNT: (an `arn:` text without
+    // a resource has no selector either).
+    let start = match Arn::parse(text) {
+        Some(arn) => arn.resource_start(),
+        None if arn::is_arn(text) => text.len(),
+        None => 0,
     };
     match text[start..].find(':') {
         Some(at) => &text[..start + at],

@@ -158,7 +158,7 @@ where
 
 /// Whether a role annotation lets a mount proceed.
 fn usable_role(annotation: Option<&str>) -> bool {
-    annotation.is_some_and(|arn| crate::spc::objects::is_iam_role_arn(arn.trim()))
+    annotation.is_some_and(|arn| crate::arn::is_iam_role_arn(arn.trim()))
 }
 
 /// Whether a region label lets a mount proceed.

@@ -37,6 +37,7 @@ use tracing::warn;
 
 use super::records::{self, ObjectRecord, TargetRecord};
 use super::regions::{Choice, Outcome, Regions, Side, choose};
+use crate::arn::Arn;
 use crate::error::Error;
 use crate::output::Target;
 use crate::secret::SecretBytes;
@@ -221,7 +222,7 @@ impl Region {
         let arn = mounted
             .filter(|m| Some(&m.version) == current.as_ref())
             .and_then(|m| m.arn.clone())
-            .filter(|arn| arn.split(':').nth(3) == Some(self.name.as_str()));
+            .filter(|arn| Arn::parse(arn).is_some_and(|a| a.region == self.name));
         FetchItem {
             name,
             version,

@@ -20,7 +20,7 @@
 //! - `region`: the primary region; when empty the pod's node decides.
 //! - `failoverRegion`: a second region; must differ from the primary.
 //! - `pathTranslation`: empty → `_`; `false` in any case → off; one ASCII
-//!   character → that character; anything else is an error.
+//!   character other than NUL → that character; anything else is an error.
 //! - `usePodIdentity`: Go `strconv.ParseBool` syntax; empty → IRSA.
 //! - `preferredAddressType`: read under Pod Identity only (ignored entirely
 //!   under IRSA, as ASCP): `ipv4`, `ipv6`, `auto` or empty, any case; any
@@ -477,7 +477,7 @@ impl MountParams {
         };
         let assume_role_arn = attrs.get(keys::ASSUME_ROLE_ARN).map(str::to_owned);
         if let Some(arn) = &assume_role_arn
-            && !objects::is_iam_role_arn(arn)
+            && !crate::arn::is_iam_role_arn(arn)
         {
             problems.push(Problem::parameter(
                 keys::ASSUME_ROLE_ARN,

@@ -21,6 +21,7 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde_json::Value;
 
+use crate::arn::{self, Arn};
 use crate::identity::kube::{REGION_LABEL, ROLE_ARN_ANNOTATION};
 use crate::spc::objects::ObjectSpec;
 use crate::spc::{Attributes, MountParams, keys, parse_go_bool};
@@ -500,15 +501,15 @@ pub fn customer_key_arn(key: &str, object_arn: &str) -> Option<String> {
     if key.is_empty() || key.starts_with("alias/aws/") || key.contains(":alias/aws/") {
         return None;
     }
-    if key.starts_with("arn:") {
+    if arn::is_arn(key) {
         return Some(key.to_owned());
     }
-    // arn:PARTITION:SERVICE:REGION:ACCOUNT:...
-    let fields: Vec<&str> = object_arn.splitn(6, ':').collect();
-    let (partition, region, account) = match fields.as_slice() {
-        [_, p, _, r, a, _] => (*p, *r, *a),
-        _ => return None,
-    };
+    let Arn {
+        partition,
+        region,
+        account,
+        ..
+    } = Arn::parse(object_arn)?;
     let resource = if key.starts_with("alias/") {
         key.to_owned()
     } else {
@@ -581,11 +582,9 @@ async fn object_facts(
 
 /// The partition and account of an ARN (`aws`, `""` when it is not one).
 fn arn_account(arn: &str) -> (String, String) {
-    let fields: Vec<&str> = arn.splitn(6, ':').collect();
-    match fields.as_slice() {
-        [_, p, _, _, a, _] => ((*p).to_owned(), (*a).to_owned()),
-        _ => ("aws".to_owned(), String::new()),
-    }
+    Arn::parse(arn).map_or(("aws".to_owned(), String::new()), |a| {
+        (a.partition.to_owned(), a.account.to_owned())
+    })
 }
 
 /// The ARN every match of a path starts with.
@@ -919,9 +918,11 @@ async fn describe_secret(config: &SdkConfig, name: &str) -> Found<ObjectMeta> {
 async fn describe_parameter(config: &SdkConfig, name: &str) -> Found<ObjectMeta> {
     let client = aws_sdk_ssm::Client::new(config);
     // A name carrying a selector (name:3, name:label) is described by name.
-    let plain = if name.starts_with("arn:") {
+    let plain = if arn::is_arn(name) {
         // parameter/a/b names /a/b; parameter/a names a.
-        let rest = name.split_once(":parameter").map_or(name, |(_, rest)| rest);
+        let rest = Arn::parse(name)
+            .and_then(|a| a.resource.strip_prefix("parameter"))
+            .unwrap_or(name);
         match rest.matches('/').count() {
             1 => rest.trim_start_matches('/').to_owned(),
             _ => rest.to_owned(),

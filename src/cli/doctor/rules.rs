@@ -10,8 +10,8 @@ use super::facts::{
     DEFAULT_PROVIDER_DIR, DRIVER_CONTAINER, DRIVER_NAME, Facts, Found, IRSA_AUDIENCE, ObjectFacts,
     POD_IDENTITY_AUDIENCE, PROVIDER_CONTAINER,
 };
+use crate::arn::{Arn, is_iam_role_arn};
 use crate::identity::kube::{REGION_LABEL, ROLE_ARN_ANNOTATION};
-use crate::spc::objects::is_iam_role_arn;
 use crate::spc::{MountParams, keys};
 
 /// The driver's own default for `--provider-volume`.
@@ -743,8 +743,7 @@ pub fn pod_identity_trust(doc: &Value) -> Result<(), String> {
 /// `sts:AssumeRole` for the AWS principal `from`, its account's root, its
 /// account id, or `*`.
 pub fn role_trust(doc: &Value, from: &str) -> Result<(), String> {
-    let account = from.split(':').nth(4).unwrap_or("");
-    let partition = from.split(':').nth(1).unwrap_or("aws");
+    let (partition, account) = Arn::parse(from).map_or(("aws", ""), |a| (a.partition, a.account));
     let root = format!("arn:{partition}:iam::{account}:root");
     let ok = allows(doc).into_iter().any(|s| {
         let principals = match &s["Principal"] {
