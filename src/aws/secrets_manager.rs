@@ -212,12 +212,12 @@ impl SecretsManagerStore {
             results.push(match (checked, answer) {
                 (true, Some(true)) => {
                     debug!(object = %item.name, region = %self.region, "unchanged (shared check)");
-                    item.current
+                    item.mounted_version
                         .clone()
                         .map(|version| Ok(Fetched::Unchanged { version }))
                 }
                 (true, _) => {
-                    item.current = None;
+                    item.mounted_version = None;
                     None
                 }
                 (false, _) => None,
@@ -417,7 +417,7 @@ impl SecretsManagerStore {
     /// Reads one object as ASCP does: the rotation check first when the
     /// object is mounted, then GetSecretValue unless still current.
     async fn fetch_one(&self, gate: &Gate, item: &FetchItem) -> ItemResult {
-        if let Some(current) = &item.current
+        if let Some(current) = &item.mounted_version
             && self.still_current(gate, item, current).await?
         {
             debug!(object = %item.name, region = %self.region, version = %current, "unchanged");
@@ -481,7 +481,7 @@ impl SecretsManagerStore {
 /// its pod's own fetch returned, and the stage; `None` for an item without
 /// both, or pinned to a version (which needs no check).
 fn checked(item: &FetchItem) -> Option<(&str, &str, &str)> {
-    let (Some(current), Some(arn), None) = (&item.current, &item.arn, &item.version) else {
+    let (Some(current), Some(arn), None) = (&item.mounted_version, &item.arn, &item.version) else {
         return None;
     };
     let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
@@ -575,7 +575,7 @@ impl SecretsManagerStore {
                 name: name.clone(),
                 version: None,
                 label: None,
-                current: None,
+                mounted_version: None,
                 arn: None,
             })
             .collect();
@@ -694,7 +694,7 @@ mod tests {
             name: name.to_owned(),
             version: None,
             label: None,
-            current: Some("v1".to_owned()),
+            mounted_version: Some("v1".to_owned()),
             arn: Some(format!("arn:aws:secretsmanager:us-east-1:1:secret:{name}")),
         }
     }

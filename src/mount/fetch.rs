@@ -271,7 +271,7 @@ impl RegionSource {
             name,
             version,
             label,
-            current: mounted_version,
+            mounted_version,
             arn,
         }
     }
