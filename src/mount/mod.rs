@@ -7,22 +7,25 @@
 //! 3. the regions ([`regions::Regions`]): the SecretProviderClass's, else
 //!    `AWS_REGION`, else the node's; and `failoverRegion`;
 //! 4. identity, the part that does not depend on a region (EKS Pod
-//!    Identity), once ([`crate::store::Identity::pod_credentials`]);
+//!    Identity), once ([`crate::store::Identity::pod_credentials`]); and
+//!    what is mounted in the target, per object ([`records::Remount`]):
+//!    the driver's `current_object_version` (drivers up to v1.5), else this
+//!    provider's own record of the target (driver v1.6);
 //! 5. room in the process's byte budget for the worst case of the answers,
 //!    waited for ([`budget`]); then per region, concurrently: the pod's
 //!    credentials there, its stores, one call per store with all of its
-//!    objects ([`fetch`]);
-//! 6. per object: the failover rule ([`regions::choose`]), then, on a
-//!    rotation remount, the mounted file reused when the store says the
-//!    mounted version is current ([`fetch::values`]). What is mounted comes
-//!    from the driver (`current_object_version`, drivers up to v1.5) or from
-//!    this provider's own records of the target ([`records`], driver v1.6).
-//!    An object whose `objectEncoding` decodes its file is always fetched:
-//!    its file is not the value;
+//!    objects ([`fetch::FetchPlan`]);
+//! 6. per object ([`fetch::values`]): the failover rule
+//!    ([`regions::choose`]), then, on a rotation remount, the mounted file
+//!    reused when the store says the mounted version is still the one to
+//!    serve, and a mounted file that cannot be read back (or not as
+//!    recorded) fetched again. An object whose `objectEncoding` decodes its
+//!    file is always fetched: its file is not the value;
 //! 7. the files and versions ([`files`]), jmesPath and `objectEncoding`
 //!    applied; every value, decoded value and jmesPath result is counted
 //!    against the mount's byte bound as it is made, and the reservation
-//!    then shrinks to the count;
+//!    then shrinks to the count. The record to keep is made here, and
+//!    whether the set is the one recorded ([`records::Remount::finish`]);
 //! 8. delivery: the whole set written and swapped in under the target's lock
 //!    (provider writes), or returned to the driver. A set equal to the one
 //!    recorded as mounted (same files, modes and contents, `..data` where
@@ -31,7 +34,8 @@
 //!    `--rotation-poll-interval` counts from this remount; every
 //!    `object_version` is still returned. A response to the driver that
 //!    would encode to more than its 4 MiB receive limit fails with our
-//!    error instead of the driver's.
+//!    error instead of the driver's. The record is remembered once the set
+//!    is delivered.
 //!
 //! Every object is fetched before anything is written, and a failure at any
 //! step leaves the target directory as it was. With a failover region, a
