@@ -98,7 +98,7 @@ async fn mount(stores: &Stores) {
             name: format!("bench/secret-{i}"),
             version: None,
             label: None,
-            current: None,
+            mounted_version: None,
             arn: None,
         })
         .collect();

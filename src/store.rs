@@ -15,6 +15,10 @@
 //!   under a prefix, with its value and version, each listed name checked
 //!   to lie under the prefix whatever the service's own filter matched.
 //!
+//! Also here: how long a mount's AWS calls may wait while the node backs
+//! off from throttling ([`Patience`]), and the files a mount's path
+//! listings may still add ([`MatchBudget`]).
+//!
 //! The production implementations live in `identity` and `aws`; tests use
 //! in-memory ones. A store never logs or formats a value; its errors carry
 //! facts (object, AWS error code, the service's message), never the value.
@@ -40,12 +44,14 @@ pub struct FetchItem {
     pub version: Option<String>,
     /// A version stage (Secrets Manager) or parameter label (SSM).
     pub label: Option<String>,
-    /// The version mounted now, when the driver told us (rotation remount).
-    /// A store may answer [`Fetched::Unchanged`] when this is still current.
-    pub current: Option<String>,
-    /// The full ARN the pod's own earlier fetch returned for `current`
-    /// (from the mount's records): lets a store check the version once per
-    /// secret for every pod mounting it, keyed by this ARN.
+    /// The version mounted now, on a rotation remount: the one the driver
+    /// sent (`current_object_version`, drivers up to v1.5), else the one
+    /// this provider's records hold for the target (driver v1.6). A store
+    /// may answer [`Fetched::Unchanged`] when it is still the one to serve.
+    pub mounted_version: Option<String>,
+    /// The full ARN the pod's own earlier fetch returned for
+    /// `mounted_version` (from the mount's records): lets a store check the
+    /// version once per secret for every pod mounting it, keyed by this ARN.
     pub arn: Option<String>,
 }
 
@@ -62,10 +68,10 @@ pub enum Fetched {
         /// The object's full ARN as the store returned it, when it does.
         arn: Option<String>,
     },
-    /// The mounted version (`FetchItem::current`) is still the one to serve;
-    /// the caller reuses the mounted contents.
+    /// The mounted version (`FetchItem::mounted_version`) is still the one
+    /// to serve; the caller reuses the mounted contents.
     Unchanged {
-        /// The current version.
+        /// The version to serve: the mounted one.
         version: String,
     },
     /// What a path object lists ([`Store::list`]): each match with its own

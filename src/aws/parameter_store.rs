@@ -128,10 +128,12 @@ impl ParameterStore {
     async fn shared_checks(&self, items: &[FetchItem]) -> Vec<Option<ItemResult>> {
         let keys: Vec<Option<String>> = items
             .iter()
-            .map(|item| match (&item.current, &item.arn, &item.version) {
-                (Some(_), Some(arn), None) => Some(check_key(arn, item.label.as_deref())),
-                _ => None,
-            })
+            .map(
+                |item| match (&item.mounted_version, &item.arn, &item.version) {
+                    (Some(_), Some(arn), None) => Some(check_key(arn, item.label.as_deref())),
+                    _ => None,
+                },
+            )
             .collect();
         let mut distinct: Vec<String> = keys.iter().flatten().cloned().collect();
         distinct.sort();
@@ -153,7 +155,7 @@ impl ParameterStore {
             .zip(&keys)
             .map(|(item, key)| {
                 let version = by_key.get(key.as_deref()?)?;
-                let current = item.current.as_deref()?;
+                let current = item.mounted_version.as_deref()?;
                 (**version == *current).then(|| {
                     tracing::debug!(object = %item.name, region = %self.region, version = current, "unchanged (shared check)");
                     Ok(Fetched::Unchanged {
@@ -495,7 +497,7 @@ mod tests {
             name: name.into(),
             version: version.map(Into::into),
             label: label.map(Into::into),
-            current: None,
+            mounted_version: None,
             arn: None,
         }
     }

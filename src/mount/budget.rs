@@ -201,7 +201,7 @@ impl MountBytes {
 
     /// Gives back every reserved byte not counted: once the files are
     /// built, the mount holds no more than them.
-    pub fn settle(&self) {
+    pub fn shrink_to_count(&self) {
         let mut state = self.lock();
         let spare = state.held().saturating_sub(state.counted);
         if spare > 0
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(pool.available(), 700);
         mount.charge(120, || "object a".into()).unwrap();
         assert_eq!(mount.held(), 300);
-        mount.settle();
+        mount.shrink_to_count();
         assert_eq!((mount.held(), pool.available()), (120, 880));
         // Past the reservation: taken from the pool without waiting.
         mount.charge(100, || "object b".into()).unwrap();

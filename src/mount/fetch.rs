@@ -1,17 +1,23 @@
-//! Asking the regions for the objects, and settling each object's value.
+//! Asking the regions for the objects (step 5 of a mount), and settling
+//! each object's value (step 6).
 //!
-//! Per region, concurrently, as one chain: the pod's credentials in that
-//! region ([`crate::store::Identity::region_credentials`]), the region's
-//! stores ([`crate::store::OpenStores`]), then one call per store with
-//! every object of that store. A region whose identity step failed answers
-//! every object with that failure, so the failover rule treats it like a
-//! failed fetch.
+//! A [`FetchPlan`] holds what the fetch needs. Per region, concurrently, as
+//! one chain: the pod's credentials in that region
+//! ([`crate::store::Identity::region_credentials`]), the region's stores
+//! ([`crate::store::OpenStores`]), then one call per store with every
+//! object of that store. A region whose identity step failed answers every
+//! object [`RegionAnswer::NoCredentials`]; the failover rule treats it like
+//! a failed fetch, and the region's [`RegionSource`] keeps the error until
+//! the mount fails with it.
 //!
 //! Each object then gets an [`ObjectAnswer`] (what each region said about
-//! it), the failover rule picks one ([`Sources::settle`]), and
-//! [`values`] turns the picks into contents: a value as fetched, or, on a
-//! rotation remount, the mounted file read back when the store said the
-//! mounted version is still current.
+//! it), and [`values`] turns the answers into contents, in three named
+//! steps: the failover rule picks one answer per object
+//! ([`Sources::pick`]); on a rotation remount, an "unchanged" answer is
+//! served by reading the mounted file back ([`read_back`]); a mounted file
+//! that cannot be read back, or whose contents are not the recorded ones,
+//! is stale, and its object is fetched again from every region without the
+//! rotation shortcut ([`Sources::refetch_stale`]).
 //!
 //! A path object (`prod/web/*`) is listed in each region alongside the
 //! other calls ([`crate::store::Store::list`]), every time: neither the
@@ -20,22 +26,22 @@
 //! listing, and the failover rule treats it as one object's.
 //!
 //! What is mounted comes from the driver (`current_object_version`, up to
-//! driver v1.5) or from the mount's records ([`Reuse`], driver v1.6). A
-//! record entry is used in a region only while that region acts with the
-//! identity recorded. Then a pinned object (a Secrets Manager VersionId, an
-//! SSM version number) whose recorded version is the pinned one is
-//! answered unchanged without asking the store; an unpinned object (secret
-//! or parameter) is asked with its mounted version and the ARN its own
-//! fetch returned, for the node's shared version check. Contents read back
-//! for a recorded object must match the recorded digest, else they are
-//! fetched.
+//! driver v1.5) or from the mount's records (driver v1.6), both through
+//! the mount's [`Remount`]. A record entry is used in a region only while
+//! that region acts with the identity recorded. Then a pinned object (a
+//! Secrets Manager VersionId, an SSM version number) whose recorded version
+//! is the pinned one is answered unchanged without asking the store; an
+//! unpinned object (secret or parameter) is asked with its mounted version
+//! and the ARN its own fetch returned, for the node's shared version check.
+//! Contents read back for a recorded object must match the recorded
+//! digest, else they are fetched.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use futures::future::{OptionFuture, join, join_all};
 use tracing::warn;
 
-use super::records::{self, ObjectRecord, TargetRecord};
+use super::records::{self, ObjectRecord, Remount};
 use super::regions::{Choice, Outcome, Regions, Side, choose};
 use crate::arn::Arn;
 use crate::error::Error;
@@ -52,16 +58,14 @@ use crate::store::{
 /// values are at most 64 KiB and parameters at most 8 KiB.
 const MAX_READ_BACK_BYTES: usize = 1024 * 1024;
 
-/// The versions mounted now, by file name, as the driver sent them.
-pub type Current<'a> = HashMap<&'a str, &'a str>;
-
 /// What one region said about one object.
 pub enum RegionAnswer {
     /// The store's answer.
     Fetched(Fetched),
     /// The store's failure.
     Failed(StoreError),
-    /// The region's identity step failed; its [`Region`] holds the error.
+    /// The region's identity step failed; its [`RegionSource`] holds the
+    /// error.
     NoCredentials,
 }
 
@@ -73,17 +77,67 @@ pub struct ObjectAnswer {
     pub failover: Option<RegionAnswer>,
 }
 
-/// What the mount's records say is mounted, for [`Sources::fetch`].
-pub struct Reuse<'a> {
-    /// The target's record.
-    pub record: &'a TargetRecord,
-    /// Per object, in `objects`' order: its entry, when the descriptor that
-    /// produced it is unchanged.
-    pub objects: Vec<Option<&'a ObjectRecord>>,
+/// Everything a mount's fetch needs (step 5).
+pub struct FetchPlan<'a> {
+    /// Turns the pod's identity into credentials per region.
+    pub identity: &'a dyn Identity,
+    /// Opens a region's stores with those credentials.
+    pub stores: &'a dyn OpenStores,
+    /// The pod.
+    pub pod: &'a PodRef,
+    /// The pod's credentials that do not depend on a region, if any.
+    pub shared: Option<&'a PodCredentials>,
+    /// The regions to ask.
+    pub regions: &'a Regions,
+    /// Every object of the mount, in order.
+    pub objects: &'a [&'a ObjectSpec],
+    /// What is mounted, for the rotation shortcuts.
+    pub mounted: &'a Remount,
+}
+
+impl FetchPlan<'_> {
+    /// Asks every region for every object. Per region, in one chain: the
+    /// pod's credentials there, its stores, its answers. The regions run
+    /// concurrently.
+    pub async fn fetch(&self) -> (Sources, Vec<ObjectAnswer>) {
+        let region = |side: Side, name: &str| {
+            let name = name.to_owned();
+            async move {
+                let credentials = self
+                    .identity
+                    .region_credentials(self.pod, &name, self.shared)
+                    .await;
+                let key = credentials
+                    .as_ref()
+                    .ok()
+                    .map(|c| records::identity_key(self.pod, &c.principal, &name));
+                let stores = credentials.map(|credentials| self.stores.open(&name, &credentials));
+                let region = RegionSource {
+                    side,
+                    name,
+                    stores,
+                    identity: key,
+                };
+                let answers = region.fetch(self.objects, Some(self.mounted)).await;
+                (region, answers)
+            }
+        };
+        let failover: OptionFuture<_> = self
+            .regions
+            .failover
+            .as_deref()
+            .map(|name| region(Side::Failover, name))
+            .into();
+        let ((primary, primary_answers), failover) =
+            join(region(Side::Primary, &self.regions.primary), failover).await;
+        let (failover, failover_answers) = failover.unzip();
+        let answers = zip_answers(primary_answers, failover_answers);
+        (Sources { primary, failover }, answers)
+    }
 }
 
 /// One region of a mount, with the stores acting as the pod there.
-struct Region {
+struct RegionSource {
     side: Side,
     name: String,
     /// The stores, or why the pod has no credentials here.
@@ -92,43 +146,35 @@ struct Region {
     identity: Option<String>,
 }
 
-impl Region {
+impl RegionSource {
     /// Every object in this region: one call per store, one answer per
-    /// object in `objects`' order. `current` and `reuse` enable the
-    /// rotation shortcuts.
-    async fn fetch(
-        &self,
-        objects: &[&ObjectSpec],
-        current: Option<&Current<'_>>,
-        reuse: Option<&Reuse<'_>>,
-    ) -> Vec<RegionAnswer> {
+    /// object in `objects`' order. `mounted` (all of the mount's objects,
+    /// in order) enables the rotation shortcuts.
+    async fn fetch(&self, objects: &[&ObjectSpec], mounted: Option<&Remount>) -> Vec<RegionAnswer> {
         let Ok(stores) = &self.stores else {
             return objects
                 .iter()
                 .map(|_| RegionAnswer::NoCredentials)
                 .collect();
         };
-        // The record entries valid here: recorded with this region's identity.
-        let mounted: Vec<Option<&ObjectRecord>> = match (reuse, &self.identity) {
-            (Some(reuse), Some(key)) if reuse.record.same_identity(&self.name, key) => {
-                reuse.objects.clone()
-            }
-            _ => vec![None; objects.len()],
-        };
         // Pinned and recorded: the mounted file is that version, for good,
         // so the store is not asked.
         let mut early: Vec<Option<RegionAnswer>> = Vec::with_capacity(objects.len());
         let mut asked: [Vec<FetchItem>; 2] = [Vec::new(), Vec::new()];
-        for (spec, mounted) in objects.iter().zip(&mounted) {
+        for (i, spec) in objects.iter().enumerate() {
             // Paths are listed below, every time.
             if spec.path.is_some() {
                 early.push(None);
                 continue;
             }
-            let item = self.item(spec, current, *mounted);
-            match mounted.filter(|m| item.version.as_deref() == Some(m.version.as_str())) {
-                Some(m) => early.push(Some(RegionAnswer::Fetched(Fetched::Unchanged {
-                    version: m.version.clone(),
+            // The record entry valid here: recorded with this region's identity.
+            let recorded =
+                mounted.and_then(|m| m.entry_in(i, &self.name, self.identity.as_deref()));
+            let driver_version = mounted.and_then(|m| m.driver_version(spec));
+            let item = self.item(spec, driver_version, recorded);
+            match recorded.filter(|r| item.version.as_deref() == Some(r.version.as_str())) {
+                Some(r) => early.push(Some(RegionAnswer::Fetched(Fetched::Unchanged {
+                    version: r.version.clone(),
                 }))),
                 None => {
                     early.push(None);
@@ -208,26 +254,25 @@ impl Region {
     fn item(
         &self,
         spec: &ObjectSpec,
-        current: Option<&Current<'_>>,
-        mounted: Option<&ObjectRecord>,
+        driver_version: Option<&str>,
+        recorded: Option<&ObjectRecord>,
     ) -> FetchItem {
         let (name, version, label) = match self.side {
             Side::Primary => (spec.name.clone(), spec.version.clone(), spec.label.clone()),
             Side::Failover => spec.failover_target(),
         };
-        let current = current
-            .and_then(|c| c.get(spec.file.as_str()))
-            .map(|v| (*v).to_owned())
-            .or_else(|| mounted.map(|m| m.version.clone()));
-        let arn = mounted
-            .filter(|m| Some(&m.version) == current.as_ref())
-            .and_then(|m| m.arn.clone())
+        let mounted_version = driver_version
+            .map(str::to_owned)
+            .or_else(|| recorded.map(|r| r.version.clone()));
+        let arn = recorded
+            .filter(|r| Some(&r.version) == mounted_version.as_ref())
+            .and_then(|r| r.arn.clone())
             .filter(|arn| Arn::parse(arn).is_some_and(|a| a.region == self.name));
         FetchItem {
             name,
             version,
             label,
-            current,
+            mounted_version,
             arn,
         }
     }
@@ -249,11 +294,10 @@ impl Region {
         }
     }
 
-    /// The mount's error for `spec` failing here with `answer`. Takes the
-    /// region's identity error, as the mount stops at the first.
-    fn error(&mut self, spec: &ObjectSpec, answer: RegionAnswer) -> Error {
+    /// Why `spec` fails here with `answer`.
+    fn refusal(&self, spec: &ObjectSpec, answer: RegionAnswer) -> Refusal {
         match answer {
-            RegionAnswer::Failed(source) => Error::Fetch {
+            RegionAnswer::Failed(source) => Refusal::Error(Error::Fetch {
                 store: spec.kind.as_str(),
                 object: match self.side {
                     Side::Primary => spec.name.clone(),
@@ -261,26 +305,21 @@ impl Region {
                 },
                 region: self.name.clone(),
                 source,
-            },
-            RegionAnswer::NoCredentials => {
-                let taken = std::mem::replace(
-                    &mut self.stores,
-                    Err(Error::Internal(format!(
-                        "the identity error of {} was already reported",
-                        self.name
-                    ))),
-                );
-                match taken {
-                    Err(e) => e,
-                    Ok(stores) => {
-                        self.stores = Ok(stores);
-                        Error::Internal(format!("no answer for object {}", spec.name))
-                    }
-                }
-            }
-            RegionAnswer::Fetched(_) => {
-                Error::Internal(format!("object {} answered yet failed", spec.name))
-            }
+            }),
+            RegionAnswer::NoCredentials => Refusal::NoCredentials(self.side),
+            RegionAnswer::Fetched(_) => Refusal::Error(Error::Internal(format!(
+                "object {} answered yet failed",
+                spec.name
+            ))),
+        }
+    }
+
+    /// The mount's error when it fails for this region's identity: the
+    /// error the identity step returned, by value.
+    fn into_identity_error(self) -> Error {
+        match self.stores {
+            Err(e) => e,
+            Ok(_) => Error::Internal(format!("no answer from region {}", self.name)),
         }
     }
 
@@ -306,82 +345,40 @@ fn is_client_error(e: &Error) -> bool {
     }
 }
 
+/// Why the failover rule failed an object.
+enum Refusal {
+    /// The mount's error.
+    Error(Error),
+    /// That side's identity step failed; its [`RegionSource`] holds the
+    /// error, which [`Sources::into_error`] gives out.
+    NoCredentials(Side),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
 /// The regions of a mount, opened with the pod's identity.
 pub struct Sources {
-    primary: Region,
-    failover: Option<Region>,
+    primary: RegionSource,
+    failover: Option<RegionSource>,
 }
 
 impl Sources {
-    /// Asks every region for every object. Per region, in one chain: the
-    /// pod's credentials there (from `shared`, the part that does not depend
-    /// on a region), its stores, its answers. The regions run concurrently.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn fetch(
-        identity: &dyn Identity,
-        open: &dyn OpenStores,
-        pod: &PodRef,
-        shared: Option<&PodCredentials>,
-        regions: &Regions,
-        objects: &[&ObjectSpec],
-        current: &Current<'_>,
-        reuse: Option<&Reuse<'_>>,
-    ) -> (Sources, Vec<ObjectAnswer>) {
-        let region = |side: Side, name: &str| {
-            let name = name.to_owned();
-            async move {
-                let credentials = identity.region_credentials(pod, &name, shared).await;
-                let key = credentials
-                    .as_ref()
-                    .ok()
-                    .map(|c| records::identity_key(pod, &c.principal, &name));
-                let stores = credentials.map(|credentials| open.open(&name, &credentials));
-                let region = Region {
-                    side,
-                    name,
-                    stores,
-                    identity: key,
-                };
-                let answers = region.fetch(objects, Some(current), reuse).await;
-                (region, answers)
-            }
-        };
-        let failover: OptionFuture<_> = regions
-            .failover
-            .as_deref()
-            .map(|name| region(Side::Failover, name))
-            .into();
-        let ((primary, primary_answers), failover) =
-            join(region(Side::Primary, &regions.primary), failover).await;
-        let (failover, failover_answers) = failover.unzip();
-        let answers = zip_answers(primary_answers, failover_answers);
-        (Sources { primary, failover }, answers)
-    }
-
-    /// Asks every region whose identity step succeeded again, for `objects`,
-    /// without the rotation shortcut.
-    async fn refetch(&self, objects: &[&ObjectSpec]) -> Vec<ObjectAnswer> {
-        let failover: OptionFuture<_> = self
-            .failover
-            .as_ref()
-            .map(|r| r.fetch(objects, None, None))
-            .into();
-        let (primary, failover) = join(self.primary.fetch(objects, None, None), failover).await;
-        zip_answers(primary, failover)
-    }
-
     /// The identity key of each region that had credentials, for the
     /// mount's record.
-    pub fn identities(&self) -> std::collections::BTreeMap<String, String> {
+    pub fn identities(&self) -> BTreeMap<String, String> {
         std::iter::once(&self.primary)
             .chain(self.failover.as_ref())
             .filter_map(|r| Some((r.name.clone(), r.identity.clone()?)))
             .collect()
     }
 
-    /// The failover rule applied to one object: the answer to use, or the
-    /// mount's error.
-    pub fn settle(&mut self, spec: &ObjectSpec, answer: ObjectAnswer) -> Result<Fetched, Error> {
+    /// The failover rule applied to one object: the answer to use, or why
+    /// the mount fails.
+    fn pick(&self, spec: &ObjectSpec, answer: ObjectAnswer) -> Result<Fetched, Refusal> {
         let ObjectAnswer { primary, failover } = answer;
         let primary_outcome = self.primary.outcome(&primary);
         let failover_outcome = match (&self.failover, &failover) {
@@ -392,13 +389,13 @@ impl Sources {
         match choose(primary_outcome, failover_outcome) {
             Choice::Use(Side::Primary) => match primary {
                 RegionAnswer::Fetched(fetched) => Ok(fetched),
-                other => Err(self.primary.error(spec, other)),
+                other => Err(self.primary.refusal(spec, other)),
             },
             Choice::Use(Side::Failover) => {
                 let (Some(region), Some(RegionAnswer::Fetched(fetched))) =
                     (&self.failover, failover)
                 else {
-                    return Err(missing());
+                    return Err(missing().into());
                 };
                 warn!(
                     object = %spec.name,
@@ -420,11 +417,71 @@ impl Sources {
                         "failover region failed too"
                     );
                 }
-                Err(self.primary.error(spec, primary))
+                Err(self.primary.refusal(spec, primary))
             }
-            Choice::Fail(Side::Failover) => match (self.failover.as_mut(), failover) {
-                (Some(region), Some(answer)) => Err(region.error(spec, answer)),
-                _ => Err(missing()),
+            Choice::Fail(Side::Failover) => match (&self.failover, failover) {
+                (Some(region), Some(answer)) => Err(region.refusal(spec, answer)),
+                _ => Err(missing().into()),
+            },
+        }
+    }
+
+    /// The failover rule applied to every object, in order; stops at the
+    /// first object that fails the mount.
+    fn pick_all(
+        &self,
+        objects: &[&ObjectSpec],
+        answers: Vec<ObjectAnswer>,
+    ) -> Result<Vec<Fetched>, Refusal> {
+        objects
+            .iter()
+            .zip(answers)
+            .map(|(spec, answer)| self.pick(spec, answer))
+            .collect()
+    }
+
+    /// Fetches the stale objects (indices into `objects`) again, from every
+    /// region whose identity step succeeded, without the rotation
+    /// shortcut, and fills their values in.
+    async fn refetch_stale(
+        &self,
+        objects: &[&ObjectSpec],
+        mut values: Vec<Option<Value>>,
+        stale: Vec<usize>,
+    ) -> Result<Vec<Value>, Refusal> {
+        if !stale.is_empty() {
+            let specs: Vec<&ObjectSpec> = stale.iter().map(|&i| objects[i]).collect();
+            let failover: OptionFuture<_> =
+                self.failover.as_ref().map(|r| r.fetch(&specs, None)).into();
+            let (primary, failover) = join(self.primary.fetch(&specs, None), failover).await;
+            let again = zip_answers(primary, failover);
+            for ((&i, spec), answer) in stale.iter().zip(&specs).zip(again) {
+                values[i] = Value::from_fetched(self.pick(spec, answer)?);
+            }
+        }
+        objects
+            .iter()
+            .zip(values)
+            .map(|(spec, value)| {
+                value.ok_or_else(|| {
+                    Refusal::Error(Error::Internal(format!(
+                        "no mounted contents for unchanged object {}",
+                        spec.name
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// The mount's error for `refusal`, an identity failure's taken from
+    /// its region.
+    fn into_error(self, refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Error(e) => e,
+            Refusal::NoCredentials(Side::Primary) => self.primary.into_identity_error(),
+            Refusal::NoCredentials(Side::Failover) => match self.failover {
+                Some(region) => region.into_identity_error(),
+                None => Error::Internal("no failover region".to_owned()),
             },
         }
     }
@@ -474,89 +531,88 @@ impl Value {
         }
     }
 
-    fn listed(listed: Vec<Listed>) -> Self {
-        Value {
-            listed,
-            ..Value::fetched(SecretBytes::new(Vec::new()), String::new(), None)
-        }
-    }
-}
-
-/// Settles every object (the failover rule), then serves each "unchanged"
-/// answer from the mounted file. This is where a mount decides, per object,
-/// to reuse what is mounted instead of fetching it: an object whose file
-/// cannot be read back, or whose contents differ from its record entry in
-/// `mounted` (by SHA-256), is fetched again, from every region, without the
-/// shortcut. Returns one value per object, in `objects`' order.
-pub async fn values(
-    sources: &mut Sources,
-    objects: &[&ObjectSpec],
-    answers: Vec<ObjectAnswer>,
-    target: &Target,
-    mounted: &[Option<&ObjectRecord>],
-) -> Result<Vec<Value>, Error> {
-    let mut values: Vec<Option<Value>> = Vec::with_capacity(objects.len());
-    let mut refetch = Vec::new();
-    for (i, (spec, answer)) in objects.iter().zip(answers).enumerate() {
-        match sources.settle(spec, answer)? {
+    /// The value a store's answer holds; `None` for "unchanged", whose
+    /// contents are the mounted file's.
+    fn from_fetched(fetched: Fetched) -> Option<Self> {
+        match fetched {
             Fetched::Value {
                 contents,
                 version,
                 arn,
-            } => values.push(Some(Value::fetched(contents, version, arn))),
-            Fetched::Listed(listed) => values.push(Some(Value::listed(listed))),
-            Fetched::Unchanged { version } => {
-                let record = mounted.get(i).copied().flatten();
-                let read = target
-                    .read_mounted(&spec.file, MAX_READ_BACK_BYTES)
-                    .map_err(|e| e.to_string())
-                    .and_then(|contents| match record {
-                        Some(r) if r.contents != records::contents_digest(contents.expose()) => {
-                            Err("its contents are not the ones recorded".to_owned())
-                        }
-                        _ => Ok(contents),
-                    });
-                match read {
-                    Ok(contents) => {
-                        let arn = record
-                            .filter(|r| r.version == version)
-                            .and_then(|r| r.arn.clone());
-                        values.push(Some(Value::fetched(contents, version, arn)));
+            } => Some(Value::fetched(contents, version, arn)),
+            Fetched::Listed(listed) => Some(Value {
+                listed,
+                ..Value::fetched(SecretBytes::new(Vec::new()), String::new(), None)
+            }),
+            Fetched::Unchanged { .. } => None,
+        }
+    }
+}
+
+/// Step 6: every object's value, in `objects`' order, from the regions'
+/// `answers`: the failover rule ([`Sources::pick`]), then each "unchanged"
+/// answer served from the mounted file ([`read_back`]), then the stale ones
+/// fetched again ([`Sources::refetch_stale`]). Ends the fetch: `sources`
+/// is consumed, and a failure for a region's identity returns the error
+/// that identity step made.
+pub async fn values(
+    sources: Sources,
+    objects: &[&ObjectSpec],
+    answers: Vec<ObjectAnswer>,
+    target: &Target,
+    mounted: &Remount,
+) -> Result<Vec<Value>, Error> {
+    let settled = async {
+        let picked = sources.pick_all(objects, answers)?;
+        let (values, stale) = read_back(objects, picked, target, mounted);
+        sources.refetch_stale(objects, values, stale).await
+    }
+    .await;
+    settled.map_err(|refusal| sources.into_error(refusal))
+}
+
+/// Serves each "unchanged" answer from the mounted file: the values, with
+/// `None` where the file cannot be read back or its contents differ from
+/// its record entry (by SHA-256), and the indices of those stale objects.
+fn read_back(
+    objects: &[&ObjectSpec],
+    picked: Vec<Fetched>,
+    target: &Target,
+    mounted: &Remount,
+) -> (Vec<Option<Value>>, Vec<usize>) {
+    let mut stale = Vec::new();
+    let values = objects
+        .iter()
+        .zip(picked)
+        .enumerate()
+        .map(|(i, (spec, fetched))| {
+            let Fetched::Unchanged { version } = fetched else {
+                return Value::from_fetched(fetched);
+            };
+            let recorded = mounted.entry(i);
+            let read = target
+                .read_mounted(&spec.file, MAX_READ_BACK_BYTES)
+                .map_err(|e| e.to_string())
+                .and_then(|contents| match recorded {
+                    Some(r) if r.contents != records::contents_digest(contents.expose()) => {
+                        Err("its contents are not the ones recorded".to_owned())
                     }
-                    Err(e) => {
-                        warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unusable; fetching again");
-                        refetch.push(values.len());
-                        values.push(None);
-                    }
+                    _ => Ok(contents),
+                });
+            match read {
+                Ok(contents) => {
+                    let arn = recorded
+                        .filter(|r| r.version == version)
+                        .and_then(|r| r.arn.clone());
+                    Some(Value::fetched(contents, version, arn))
+                }
+                Err(e) => {
+                    warn!(object = %spec.name, file = %spec.file, error = %e, "mounted file unusable; fetching again");
+                    stale.push(i);
+                    None
                 }
             }
-        }
-    }
-    if !refetch.is_empty() {
-        let specs: Vec<&ObjectSpec> = refetch.iter().map(|&i| objects[i]).collect();
-        let again = sources.refetch(&specs).await;
-        for ((&i, spec), answer) in refetch.iter().zip(&specs).zip(again) {
-            values[i] = match sources.settle(spec, answer)? {
-                Fetched::Value {
-                    contents,
-                    version,
-                    arn,
-                } => Some(Value::fetched(contents, version, arn)),
-                Fetched::Listed(listed) => Some(Value::listed(listed)),
-                Fetched::Unchanged { .. } => None,
-            };
-        }
-    }
-    objects
-        .iter()
-        .zip(values)
-        .map(|(spec, value)| {
-            value.ok_or_else(|| {
-                Error::Internal(format!(
-                    "no mounted contents for unchanged object {}",
-                    spec.name
-                ))
-            })
         })
-        .collect()
+        .collect();
+    (values, stale)
 }

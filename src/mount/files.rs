@@ -42,18 +42,19 @@ pub struct Files {
 }
 
 /// Builds the files of `objects` (with `values` in the same order), modes
-/// defaulting to `default_mode`, versions merged over `current`. Each
-/// jmesPath result and each decoded value is counted in `budget` as it is
-/// made (the values themselves were counted as they arrived).
+/// defaulting to `default_mode`, versions merged over `driver_versions`
+/// (what the driver sent as mounted). Each jmesPath result and each
+/// decoded value is counted in `budget` as it is made (the values
+/// themselves were counted as they arrived).
 pub fn build(
     objects: &[&ObjectSpec],
     values: Vec<Value>,
     default_mode: u32,
-    current: &[ObjectVersion],
+    driver_versions: &[ObjectVersion],
     budget: &MountBytes,
 ) -> Result<Files, Error> {
     let mut files = Vec::new();
-    let mut versions: BTreeMap<String, String> = current
+    let mut versions: BTreeMap<String, String> = driver_versions
         .iter()
         .map(|v| (v.id.clone(), v.version.clone()))
         .collect();

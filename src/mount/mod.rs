@@ -7,22 +7,25 @@
 //! 3. the regions ([`regions::Regions`]): the SecretProviderClass's, else
 //!    `AWS_REGION`, else the node's; and `failoverRegion`;
 //! 4. identity, the part that does not depend on a region (EKS Pod
-//!    Identity), once ([`crate::store::Identity::pod_credentials`]);
+//!    Identity), once ([`crate::store::Identity::pod_credentials`]); and
+//!    what is mounted in the target, per object ([`records::Remount`]):
+//!    the driver's `current_object_version` (drivers up to v1.5), else this
+//!    provider's own record of the target (driver v1.6);
 //! 5. room in the process's byte budget for the worst case of the answers,
 //!    waited for ([`budget`]); then per region, concurrently: the pod's
 //!    credentials there, its stores, one call per store with all of its
-//!    objects ([`fetch`]);
-//! 6. per object: the failover rule ([`regions::choose`]), then, on a
-//!    rotation remount, the mounted file reused when the store says the
-//!    mounted version is current ([`fetch::values`]). What is mounted comes
-//!    from the driver (`current_object_version`, drivers up to v1.5) or from
-//!    this provider's own records of the target ([`records`], driver v1.6).
-//!    An object whose `objectEncoding` decodes its file is always fetched:
-//!    its file is not the value;
+//!    objects ([`fetch::FetchPlan`]);
+//! 6. per object ([`fetch::values`]): the failover rule
+//!    ([`regions::choose`]), then, on a rotation remount, the mounted file
+//!    reused when the store says the mounted version is still the one to
+//!    serve, and a mounted file that cannot be read back (or not as
+//!    recorded) fetched again. An object whose `objectEncoding` decodes its
+//!    file is always fetched: its file is not the value;
 //! 7. the files and versions ([`files`]), jmesPath and `objectEncoding`
 //!    applied; every value, decoded value and jmesPath result is counted
 //!    against the mount's byte bound as it is made, and the reservation
-//!    then shrinks to the count;
+//!    then shrinks to the count. The record to keep is made here, and
+//!    whether the set is the one recorded ([`records::Remount::finish`]);
 //! 8. delivery: the whole set written and swapped in under the target's lock
 //!    (provider writes), or returned to the driver. A set equal to the one
 //!    recorded as mounted (same files, modes and contents, `..data` where
@@ -31,7 +34,8 @@
 //!    `--rotation-poll-interval` counts from this remount; every
 //!    `object_version` is still returned. A response to the driver that
 //!    would encode to more than its 4 MiB receive limit fails with our
-//!    error instead of the driver's.
+//!    error instead of the driver's. The record is remembered once the set
+//!    is delivered.
 //!
 //! Every object is fetched before anything is written, and a failure at any
 //! step leaves the target directory as it was. With a failover region, a
@@ -53,7 +57,6 @@ pub mod order;
 pub mod records;
 pub mod regions;
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,9 +71,9 @@ use crate::spc::{self, Attributes, MountParams, ObjectSpec};
 use crate::store::{Identity, OpenStores, Patience, StoreKind};
 
 use budget::{BytePool, MountBytes};
-use fetch::{Current, Reuse, Sources};
+use fetch::FetchPlan;
 use order::{Registry, Ticket};
-use records::{ObjectRecord, Records, TargetRecord};
+use records::Records;
 use regions::Regions;
 
 /// How mounts behave; fixed at start-up.
@@ -129,12 +132,13 @@ impl Mounter {
         config: MountConfig,
     ) -> Self {
         let mount_bytes = default_mount_bytes(config.driver_writes_secrets);
+        let records = Records::new(config.driver_writes_secrets);
         Self {
             identity,
             stores,
             config,
             targets: Arc::default(),
-            records: Records::default(),
+            records,
             pool: BytePool::default(),
             mount_bytes,
         }
@@ -153,11 +157,6 @@ impl Mounter {
     /// The configuration.
     pub fn config(&self) -> &MountConfig {
         &self.config
-    }
-
-    /// Target directories whose mounted set is remembered.
-    pub fn targets_recorded(&self) -> usize {
-        self.records.len()
     }
 
     /// Target directories with a mount in flight.
@@ -282,95 +281,49 @@ impl Mounter {
 
         // 4. Identity: what does not depend on a region, once.
         let shared = self.identity.pod_credentials(&params.pod).await?;
+        // What is mounted here, per object: the driver's versions, else
+        // this provider's record while `..data` still points where it did.
+        let mut remount = self.records.remount(
+            &target,
+            &request.current_object_version,
+            &params,
+            default_mode,
+            &regions,
+        );
 
-        // What this provider recorded as mounted here, while `..data` still
-        // points where it did (provider writes).
+        // 5. Room for what the answers may hold, waited for before asking;
+        // then per region: credentials, stores, answers. A remount over
+        // files of its own does not wait while the node backs off from
+        // throttling: it fails, and the pod keeps its files.
         let objects: Vec<&ObjectSpec> = params.objects.iter().collect();
-        let descriptors: Vec<records::Sha> = objects
-            .iter()
-            .map(|spec| records::descriptor(spec, &params, default_mode, &regions.primary))
-            .collect();
-        let record = self.records.get(target.path()).filter(|r| {
-            self.config.driver_writes_secrets
-                || r.data_dir.is_some() && target.data_dir().ok().flatten() == r.data_dir
-        });
-        // Only a file holding the value as fetched can stand for it.
-        let reuse = record.as_ref().map(|record| Reuse {
-            record,
-            objects: objects
-                .iter()
-                .zip(&descriptors)
-                .map(|(spec, descriptor)| {
-                    record
-                        .object(spec, descriptor)
-                        .filter(|_| spec.file_holds_value())
-                })
-                .collect(),
-        });
-
-        // 5. Per region: credentials, stores, answers.
-        let reusable: HashSet<&str> = objects
-            .iter()
-            .filter(|spec| spec.file_holds_value())
-            .map(|spec| spec.file.as_str())
-            .collect();
-        let current: Current = request
-            .current_object_version
-            .iter()
-            .filter(|v| reusable.contains(v.id.as_str()))
-            .map(|v| (v.id.as_str(), v.version.as_str()))
-            .collect::<HashMap<_, _>>();
-        // Room for what the answers may hold, waited for before asking.
         let budget = self.pool.mount(self.mount_bytes);
         let region_count = 1 + usize::from(regions.failover.is_some());
         budget
             .reserve(budget::estimate(&objects, region_count))
             .await;
-        // A remount over files of its own does not wait while the node
-        // backs off from throttling: it fails, and the pod keeps its files.
-        let remount = reuse.is_some() || !current.is_empty();
-        let (mut sources, answers) = impatient_if(
-            remount,
-            Sources::fetch(
-                self.identity.as_ref(),
-                self.stores.as_ref(),
-                &params.pod,
-                shared.as_ref(),
-                &regions,
-                &objects,
-                &current,
-                reuse.as_ref(),
-            ),
-        )
-        .await;
+        let plan = FetchPlan {
+            identity: self.identity.as_ref(),
+            stores: self.stores.as_ref(),
+            pod: &params.pod,
+            shared: shared.as_ref(),
+            regions: &regions,
+            objects: &objects,
+            mounted: &remount,
+        };
+        let (sources, answers) = impatient_if(remount.is_remount(), plan.fetch()).await;
+        let identities = sources.identities();
 
-        // 6. Per object: the failover rule, then reuse of mounted files.
-        let mounted = reuse.as_ref().map_or(&[][..], |r| &r.objects[..]);
+        // 6. Per object: the failover rule, the mounted file reused where
+        // the store says it is current, a stale one fetched again.
         let values = impatient_if(
-            remount,
-            fetch::values(&mut sources, &objects, answers, &target, mounted),
+            remount.is_remount(),
+            fetch::values(sources, &objects, answers, &target, &remount),
         )
         .await?;
         count_values(&budget, &objects, &values)?;
-        // Paths stay out of the records: they are listed at every mount.
-        let object_records = objects
-            .iter()
-            .zip(&values)
-            .zip(&descriptors)
-            .filter(|((spec, _), _)| spec.path.is_none())
-            .map(|((spec, value), descriptor)| {
-                let entry = ObjectRecord {
-                    descriptor: *descriptor,
-                    arn: value.arn.clone(),
-                    version: value.version.clone(),
-                    mode: spec.mode_or(default_mode),
-                    contents: records::contents_digest(value.contents.expose()),
-                };
-                (spec.file.clone(), entry)
-            })
-            .collect();
+        remount.note_values(&objects, &values);
 
-        // 7. Files and versions.
+        // 7. Files and versions; the record to keep.
         let files::Files { files, versions } = files::build(
             &objects,
             values,
@@ -378,16 +331,9 @@ impl Mounter {
             &request.current_object_version,
             &budget,
         )?;
-        budget.settle();
+        budget.shrink_to_count();
         summary.files = files.len();
-        let mut new_record = TargetRecord {
-            identities: sources.identities(),
-            data_dir: None,
-            set: records::set_digest(&files),
-            objects: object_records,
-        };
-        let unchanged = record.as_ref().is_some_and(|r| r.set == new_record.set)
-            && (self.config.driver_writes_secrets || mounted_as(&target, &files));
+        let kept = remount.finish(&files, identities, &target);
 
         // 8. Delivery, newest wins; an unchanged set is not written again.
         let superseded = || Error::Superseded {
@@ -400,7 +346,7 @@ impl Mounter {
             }
             // The driver skips an unchanged payload, so only this moves
             // the mtime its poll interval counts from.
-            if unchanged {
+            if kept.unchanged {
                 touch(&target);
             }
             let response = MountResponse {
@@ -415,29 +361,27 @@ impl Mounter {
                     limit: output::DRIVER_RECEIVE_LIMIT,
                 });
             }
-            self.records.put(target.path(), new_record);
+            kept.remember(&self.records, &target);
             return Ok(response);
         }
         let writer_target = target.clone();
+        let unchanged = kept.unchanged;
         let written = blocking(move || {
-            ticket.write_blocking(|commit| {
-                if !unchanged {
-                    return writer_target.write_set(&files, commit);
-                }
-                if !commit() {
-                    return Ok(Written::Abandoned);
-                }
-                touch(&writer_target);
-                Ok(Written::Committed)
-            })
+            let turn = ticket.hold_blocking();
+            let commit = || turn.may_commit();
+            if !unchanged {
+                return writer_target.write_set(&files, &commit);
+            }
+            if !commit() {
+                return Ok(Written::Abandoned);
+            }
+            touch(&writer_target);
+            Ok(Written::Committed)
         })
         .await??;
         match written {
             Written::Committed => {
-                new_record.data_dir = target.data_dir().ok().flatten();
-                if new_record.data_dir.is_some() {
-                    self.records.put(target.path(), new_record);
-                }
+                kept.remember(&self.records, &target);
                 Ok(MountResponse {
                     object_version: versions,
                     error: None,
@@ -524,17 +468,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Whether every file of `files` reads back from the target with the same
-/// contents: an unchanged set is not written again only while nothing
-/// removed or altered a name since.
-fn mounted_as(target: &Target, files: &[output::OutputFile]) -> bool {
-    files.iter().all(|file| {
-        target
-            .read_mounted(&file.path, file.contents.len())
-            .is_ok_and(|read| read.expose() == file.contents.expose())
-    })
-}
-
 /// Sets the target directory's mtime to now after an unchanged remount. A
 /// failure only means the driver asks again sooner: logged, not fatal.
 fn touch(target: &Target) {
@@ -543,7 +476,8 @@ fn touch(target: &Target) {
     }
 }
 
-/// A short random id tying together the log lines of one mount.
+/// A short id tying together the log lines of one mount: the process id
+/// in hex and a counter of the process's mounts (`1a2b-42`); not random.
 fn mount_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);

@@ -104,11 +104,14 @@ impl Ticket {
         true
     }
 
-    /// Runs `write` holding the target's lock, from a blocking thread.
-    /// `write` gets the commit decision to call right before its swap.
-    pub fn write_blocking<T>(&self, write: impl FnOnce(&dyn Fn() -> bool) -> T) -> T {
-        let held = self.slot.lock.blocking_lock();
-        write(&|| self.may_commit(&held))
+    /// The target's lock, taken from a blocking thread for the writer: held
+    /// until the [`Turn`] is dropped, from before the first file until
+    /// after the swap.
+    pub fn hold_blocking(&self) -> Turn<'_> {
+        Turn {
+            ticket: self,
+            held: self.slot.lock.blocking_lock(),
+        }
     }
 
     /// Driver-writes mode: whether this mount may still answer with its
@@ -123,6 +126,20 @@ impl Ticket {
     pub async fn cancel(&self) {
         let _held = self.slot.lock.lock().await;
         self.cancelled.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A writer's hold on its target's lock ([`Ticket::hold_blocking`]).
+pub struct Turn<'a> {
+    ticket: &'a Ticket,
+    held: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Turn<'_> {
+    /// Whether the mount may make its set visible now (called right before
+    /// the swap); if so, it is recorded as the latest that did.
+    pub fn may_commit(&self) -> bool {
+        self.ticket.may_commit(&self.held)
     }
 }
 
@@ -144,7 +161,7 @@ mod tests {
 
     fn commit(ticket: &Arc<Ticket>) -> bool {
         let ticket = ticket.clone();
-        std::thread::spawn(move || ticket.write_blocking(|commit| commit()))
+        std::thread::spawn(move || ticket.hold_blocking().may_commit())
             .join()
             .unwrap()
     }
@@ -199,13 +216,12 @@ mod tests {
         let writer = {
             let ticket = ticket.clone();
             std::thread::spawn(move || {
-                ticket.write_blocking(|commit| {
-                    let committed = commit();
-                    entered_tx.send(()).unwrap();
-                    // The swap is under way until the test lets it finish.
-                    finish_rx.recv().unwrap();
-                    committed
-                })
+                let turn = ticket.hold_blocking();
+                let committed = turn.may_commit();
+                entered_tx.send(()).unwrap();
+                // The swap is under way until the test lets it finish.
+                finish_rx.recv().unwrap();
+                committed
             })
         };
         entered_rx.recv().unwrap();

@@ -24,16 +24,6 @@ pub struct Regions {
     pub failover: Option<String>,
 }
 
-impl Regions {
-    /// The region on `side`, if the mount has one there.
-    pub fn get(&self, side: Side) -> Option<&str> {
-        match side {
-            Side::Primary => Some(&self.primary),
-            Side::Failover => self.failover.as_deref(),
-        }
-    }
-}
-
 /// What one region said about one object, as the failover rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -106,20 +96,5 @@ mod tests {
             choose(ServiceError, Some(ServiceError)),
             Choice::Fail(Primary)
         );
-    }
-
-    #[test]
-    fn regions_by_side() {
-        let one = Regions {
-            primary: "us-east-1".into(),
-            failover: None,
-        };
-        assert_eq!(one.get(Primary), Some("us-east-1"));
-        assert_eq!(one.get(Failover), None);
-        let two = Regions {
-            failover: Some("us-west-2".into()),
-            ..one
-        };
-        assert_eq!(two.get(Failover), Some("us-west-2"));
     }
 }

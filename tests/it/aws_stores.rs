@@ -105,7 +105,7 @@ fn item(name: &str) -> FetchItem {
         name: name.to_owned(),
         version: None,
         label: None,
-        current: None,
+        mounted_version: None,
         arn: None,
     }
 }
@@ -125,7 +125,7 @@ fn labelled(name: &str, label: &str) -> FetchItem {
 }
 
 fn mounted(mut item: FetchItem, current: &str) -> FetchItem {
-    item.current = Some(current.to_owned());
+    item.mounted_version = Some(current.to_owned());
     item
 }
 

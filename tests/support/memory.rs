@@ -117,7 +117,7 @@ impl Store for MemStore {
                 }
                 results.push(match answer {
                     Some(Answer::Value(value, version) | Answer::Gated(value, version, _)) => {
-                        if item.current.as_deref() == Some(*version) {
+                        if item.mounted_version.as_deref() == Some(*version) {
                             Ok(Fetched::Unchanged {
                                 version: (*version).into(),
                             })

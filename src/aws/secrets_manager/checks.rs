@@ -68,12 +68,12 @@ impl SecretsManagerStore {
             results.push(match (checked, answer) {
                 (true, Some(true)) => {
                     debug!(object = %item.name, region = %self.region, "unchanged (shared check)");
-                    item.current
+                    item.mounted_version
                         .clone()
                         .map(|version| Ok(Fetched::Unchanged { version }))
                 }
                 (true, _) => {
-                    item.current = None;
+                    item.mounted_version = None;
                     None
                 }
                 (false, _) => None,
@@ -130,7 +130,7 @@ impl SecretsManagerStore {
 /// its pod's own fetch returned, and the stage; `None` for an item without
 /// both, or pinned to a version (which needs no check).
 fn checked(item: &FetchItem) -> Option<(&str, &str, &str)> {
-    let (Some(current), Some(arn), None) = (&item.current, &item.arn, &item.version) else {
+    let (Some(current), Some(arn), None) = (&item.mounted_version, &item.arn, &item.version) else {
         return None;
     };
     let stage = item.label.as_deref().unwrap_or(CURRENT_STAGE);
@@ -179,7 +179,7 @@ mod tests {
             name: name.to_owned(),
             version: None,
             label: None,
-            current: Some("v1".to_owned()),
+            mounted_version: Some("v1".to_owned()),
             arn: Some(format!("arn:aws:secretsmanager:us-east-1:1:secret:{name}")),
         }
     }

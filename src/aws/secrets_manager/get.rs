@@ -16,7 +16,7 @@ impl SecretsManagerStore {
     /// Reads one object as ASCP does: the rotation check first when the
     /// object is mounted, then GetSecretValue unless still current.
     pub(super) async fn fetch_one(&self, gate: &Gate, item: &FetchItem) -> ItemResult {
-        if let Some(current) = &item.current
+        if let Some(current) = &item.mounted_version
             && self.still_current(gate, item, current).await?
         {
             debug!(object = %item.name, region = %self.region, version = %current, "unchanged");

@@ -68,7 +68,7 @@ impl SecretsManagerStore {
                 name: name.clone(),
                 version: None,
                 label: None,
-                current: None,
+                mounted_version: None,
                 arn: None,
             })
             .collect();
