@@ -95,6 +95,18 @@ impl Service {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Where the service's probes fall within the probe interval at the
+    /// floor, as a fraction of it: Secrets Manager's and SSM's half an
+    /// interval apart, STS's and EKS Auth's between them.
+    fn phase(self) -> f64 {
+        match self {
+            Service::SecretsManager => 0.0,
+            Service::Ssm => 0.5,
+            Service::Sts => 0.25,
+            Service::EksAuth => 0.75,
+        }
+    }
 }
 
 /// Why a call was not sent. Carried, as a throttling [`StoreError`], as the
@@ -166,18 +178,56 @@ pub struct Policy {
     /// The lowest allowed rate, in calls per second: one probe per
     /// [`probe_interval`].
     floor: f64,
+    /// The probe interval at the floor.
+    probe: Duration,
+    /// One of the times a probe may go at the floor; the others are whole
+    /// probe intervals before or after it.
+    grid: Instant,
 }
 
 impl Policy {
-    /// A calm limiter whose floor is one call per `probe_interval`.
-    pub fn new(now: Instant, probe_interval: Duration) -> Self {
+    /// A calm limiter whose floor is one call per `probe_interval`, at
+    /// `grid` and whole intervals after it: the node's limiters of one
+    /// region take different grids, so that their probes interleave.
+    pub fn new(grid: Instant, probe_interval: Duration) -> Self {
+        let probe = probe_interval.max(Duration::from_millis(1));
         Policy {
-            second: now,
+            second: grid,
             sent: (0, 0),
             cut: None,
-            next_slot: now,
+            next_slot: grid,
             last_cut: None,
-            floor: 1.0 / probe_interval.as_secs_f64().max(1e-3),
+            floor: 1.0 / probe.as_secs_f64(),
+            probe,
+            grid,
+        }
+    }
+
+    /// The first time on the floor's grid at or after `t`.
+    fn grid_slot(&self, t: Instant) -> Instant {
+        let since = t.saturating_duration_since(self.grid).as_nanos();
+        let probe = self.probe.as_nanos();
+        let steps = since.div_ceil(probe);
+        let offset = u64::try_from(steps.saturating_mul(probe)).unwrap_or(u64::MAX);
+        self.grid + Duration::from_nanos(offset)
+    }
+
+    /// The next slot after one taken at `slot`, at `rate`: `1 / rate`
+    /// later, or at the floor the grid's next time at least half a probe
+    /// interval later (a whole interval when `slot` is on the grid).
+    fn after(&self, slot: Instant, rate: f64) -> Instant {
+        if rate <= self.floor {
+            self.grid_slot(slot + self.probe / 2)
+        } else {
+            slot + Duration::from_secs_f64(1.0 / rate)
+        }
+    }
+
+    /// Another service of the region stopped throttling: the next call
+    /// may go now, as a probe, instead of at its slot.
+    pub fn hint(&mut self, now: Instant) {
+        if self.cut.is_some() {
+            self.next_slot = self.next_slot.min(now);
         }
     }
 
@@ -207,7 +257,7 @@ impl Policy {
             Patience::None if slot > now => Err((rate, None)),
             Patience::Until(deadline) if slot > deadline => Err((rate, Some(slot - now))),
             Patience::None | Patience::Until(_) => {
-                self.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+                self.next_slot = self.after(slot, rate);
                 self.count(slot);
                 Ok(slot)
             }
@@ -218,18 +268,19 @@ impl Policy {
     /// Answers to calls sent before the last cut say nothing new. A later
     /// answer that is not throttling ends the backoff: the node is calm
     /// again. A later throttling answer cuts the rate to [`CUT`] of it,
-    /// never below the floor.
-    pub fn answered(&mut self, now: Instant, sent: Instant, throttled: bool) {
+    /// never below the floor. True when the answer ended the backoff.
+    pub fn answered(&mut self, now: Instant, sent: Instant, throttled: bool) -> bool {
         if let Some((_, at)) = self.cut
             && sent < at
         {
-            return;
+            return false;
         }
         if !throttled {
-            if self.cut.take().is_some() {
+            let ended = self.cut.take().is_some();
+            if ended {
                 self.next_slot = now;
             }
-            return;
+            return ended;
         }
         let from = match (self.cut, self.last_cut) {
             (Some((rate, _)), _) => rate,
@@ -247,7 +298,8 @@ impl Policy {
         let rate = (from * CUT).max(self.floor);
         self.cut = Some((rate, now));
         self.last_cut = Some((rate, now));
-        self.next_slot = now + Duration::from_secs_f64(1.0 / rate);
+        self.next_slot = self.after(now, rate);
+        false
     }
 
     fn roll(&mut self, now: Instant) {
@@ -289,6 +341,8 @@ pub struct Throttle {
     limiters: Mutex<HashMap<(Service, &'static str), Policy>>,
     /// The probe interval at the floor ([`probe_interval`]).
     probe_interval: Duration,
+    /// The origin of the limiters' grids of probe times.
+    epoch: Instant,
 }
 
 impl Default for Throttle {
@@ -305,7 +359,16 @@ impl Throttle {
         Throttle {
             limiters: Mutex::default(),
             probe_interval: probe_interval(window),
+            epoch: Instant::now(),
         }
+    }
+
+    /// The node's limiters, locked.
+    fn limiters(&self) -> std::sync::MutexGuard<'_, HashMap<(Service, &'static str), Policy>> {
+        // The map holds plain data; a panic elsewhere cannot leave it torn.
+        self.limiters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with<T>(
@@ -314,19 +377,29 @@ impl Throttle {
         region: &'static str,
         f: impl FnOnce(&mut Policy) -> T,
     ) -> T {
-        // The map holds plain data; a panic elsewhere cannot leave it torn.
-        let mut limiters = self
-            .limiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
+        let mut limiters = self.limiters();
+        // The services of a region probe at the floor at interleaved times.
+        let grid = self.epoch + self.probe_interval.mul_f64(service.phase());
         let policy = limiters
             .entry((service, region))
-            .or_insert_with(|| Policy::new(now, self.probe_interval));
+            .or_insert_with(|| Policy::new(grid, self.probe_interval));
         let out = f(policy);
         let rate = policy.allowed().unwrap_or(0.0);
         crate::metrics::global().throttle_rate(service.label(), region, rate);
         out
+    }
+
+    /// `service` stopped throttling in `region`: the region's other
+    /// services that back off may send their next call now, a probe each,
+    /// instead of waiting for their slot (throttling often ends for the
+    /// whole account and region at once).
+    fn hint(&self, service: Service, region: &'static str) {
+        let now = Instant::now();
+        for ((other, r), policy) in self.limiters().iter_mut() {
+            if *other != service && *r == region {
+                policy.hint(now);
+            }
+        }
     }
 
     /// Makes one AWS call of `service` in `region` under the node's backoff:
@@ -410,9 +483,12 @@ impl Throttle {
                 Ok(_) | Err(SdkError::ServiceError(_) | SdkError::ResponseError(_))
             );
             if heard {
-                self.with(service, region, |p| {
+                let ended = self.with(service, region, |p| {
                     p.answered(Instant::now(), at, now_throttled)
                 });
+                if ended {
+                    self.hint(service, region);
+                }
             }
             if !now_throttled {
                 return answer;
@@ -529,8 +605,15 @@ mod tests {
         let mut rates = vec![p.allowed().unwrap()];
         let mut now = t0;
         for _ in 0..5 {
-            // The next probe, sent at its slot and throttled again.
-            let slot = now + Duration::from_secs_f64(1.0 / rates.last().unwrap());
+            // The next probe, sent at its slot and throttled again: 1/rate
+            // after the cut, and at the floor on its grid.
+            let slot = p.next_slot;
+            let rate = *rates.last().unwrap();
+            if rate > 0.25 {
+                assert_eq!(slot, now + Duration::from_secs_f64(1.0 / rate));
+            } else {
+                assert_eq!(slot, p.grid_slot(slot));
+            }
             assert_eq!(p.reserve(slot, Patience::None), Ok(slot));
             now = slot + ms(5);
             p.answered(now, slot, true);
@@ -598,9 +681,57 @@ mod tests {
             assert_eq!(p.reserve(slot, Patience::None), Ok(slot));
             p.answered(slot + ms(5), slot, true);
             assert_eq!(p.allowed(), Some(0.25));
-            // The next slot counts from the answer's cut.
-            slot += ms(5);
         }
+        // A probe that comes late, off the grid, does not move it: the
+        // next slot is the grid's next time, at least half an interval on.
+        let late = slot + ms(4000 + 1500);
+        assert_eq!(p.reserve(late, Patience::None), Ok(late));
+        assert_eq!(p.next_slot, slot + ms(8000));
+        let later = slot + ms(8000 + 2500);
+        assert_eq!(p.reserve(later, Patience::None), Ok(later));
+        assert_eq!(p.next_slot, slot + ms(16_000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_stops_throttling_lets_the_regions_others_probe_now() {
+        let t0 = Instant::now();
+        let mut p = policy(t0);
+        // Calm: a hint changes nothing.
+        p.hint(t0);
+        assert_eq!(p.allowed(), None);
+        p.answered(t0, t0, true);
+        let now = t0 + ms(100);
+        assert_eq!(p.reserve(now, Patience::None), Err((0.25, None)));
+        p.hint(now);
+        assert_eq!(p.reserve(now, Patience::None), Ok(now));
+        assert_eq!(p.reserve(now, Patience::None), Err((0.25, None)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_regions_services_probe_half_an_interval_apart_and_hint_each_other() {
+        let throttle = Throttle::new(Duration::from_secs(2));
+        let (sm, ssm) = (Service::SecretsManager, Service::Ssm);
+        let t0 = Instant::now();
+        for service in [sm, ssm, Service::Sts] {
+            throttle.with(service, "us-east-1", |p| p.answered(t0, t0, true));
+        }
+        // At the floor, one probe per 4 s each: Secrets Manager's on the
+        // grid, SSM's 2 s after it.
+        let next = |service| throttle.with(service, "us-east-1", |p| p.next_slot);
+        assert_eq!(next(sm), throttle.epoch + ms(4000));
+        assert_eq!(next(ssm), throttle.epoch + ms(2000));
+        // Secrets Manager answers: SSM and STS of that region may probe
+        // now; another region's do not.
+        throttle.with(ssm, "eu-west-1", |p| p.answered(t0, t0, true));
+        let at = t0 + ms(4000);
+        throttle.with(sm, "us-east-1", |p| p.reserve(at, Patience::None).unwrap());
+        let ended = throttle.with(sm, "us-east-1", |p| p.answered(at, at, false));
+        assert!(ended);
+        throttle.hint(sm, "us-east-1");
+        let now = Instant::now();
+        assert!(next(ssm) <= now && next(Service::Sts) <= now);
+        let far = throttle.with(ssm, "eu-west-1", |p| p.next_slot);
+        assert!(far > now);
     }
 
     #[tokio::test(start_paused = true)]
