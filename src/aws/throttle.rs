@@ -9,22 +9,32 @@
 //!   ([`NoSdkThrottleRetry`]); they still retry 5xx and transport failures.
 //! - **Policy** ([`Policy`], a pure function of the answers and the clock).
 //!   Calm, calls go at once. A throttling answer to a call sent since the
-//!   last cut cuts the allowed rate to half of the rate the node was
+//!   last cut cuts the allowed rate to [`CUT`] of the rate the node was
 //!   sending at (calm: the calls sent in the last second; backing off: the
-//!   allowed rate), never below [`MIN_RATE`]; throttling that resumes within
-//!   [`MEMORY`] of the last cut starts from half of that cut's rate, so a
-//!   service that keeps throttling is asked less and less. Answers to calls
-//!   sent before a cut say nothing new and cut nothing. Without throttling
-//!   answers the allowed rate doubles every [`DOUBLING`]; at [`CALM_RATE`]
-//!   the node is calm again, at most [`MAX_RECOVERY`] after the last cut.
-//! - **Who waits.** While backing off, calls are spaced `1 / rate` apart. A
-//!   first mount's call waits for its slot while the slot is within the
-//!   mount's deadline ([`crate::store::Patience::Until`]); a remount with
-//!   files and records ([`crate::store::Patience::None`]) does not wait and
-//!   is not sent: it fails naming throttling, the driver keeps the pod's
-//!   files, and the remount adds no call to a service asking for fewer.
+//!   allowed rate), never below the floor: one call per
+//!   [`probe_interval`], [`FLOOR_WINDOWS`] check windows. So a service
+//!   that keeps throttling is asked less and less, down to the floor.
+//!   Throttling that resumes within [`MEMORY`] of the last cut starts from
+//!   a cut of that cut's rate. Answers to calls sent before a cut say
+//!   nothing new. The rate never grows by the clock: the first answer that
+//!   is not throttling, to a call sent since the last cut (a probe), ends
+//!   the backoff, and the node is calm again.
+//! - **Probes.** While backing off, calls are spaced `1 / rate` apart; at
+//!   the floor, on a grid of probe times per (service, region), Secrets
+//!   Manager's and SSM's half a probe interval (one check window) apart,
+//!   so that after throttling stops one of them probes within one window.
+//!   A service that stops throttling lets the other services of its region
+//!   probe at once ([`Policy::hint`]).
+//! - **Who waits.** A first mount's call waits for its slot while the slot
+//!   is within the mount's deadline ([`crate::store::Patience::Until`]); a
+//!   remount with files and records ([`crate::store::Patience::None`])
+//!   takes a slot only when it is free now (it is then the probe), and is
+//!   otherwise not sent: it fails naming throttling, the driver keeps the
+//!   pod's files, and the remount adds no call to a service asking for
+//!   fewer.
 //! - **Retries.** A throttled call is retried at most once, when the node's
-//!   backoff gives it a slot (a remount never gets one while backing off).
+//!   backoff gives it a slot (a remount's retry never gets one: the cut
+//!   moved the next slot on).
 //! - **Per mount.** Once a call of a mount fails throttled, the mount's
 //!   remaining calls to that service in that region are not sent
 //!   ([`Tripped`]), as ASCP stops at a mount's first failure.
@@ -203,11 +213,13 @@ impl Policy {
         }
     }
 
-    /// The first time on the floor's grid at or after `t`.
+    /// The first time on the floor's grid after `t`.
     fn grid_slot(&self, t: Instant) -> Instant {
-        let since = t.saturating_duration_since(self.grid).as_nanos();
+        let Some(since) = t.checked_duration_since(self.grid) else {
+            return self.grid;
+        };
         let probe = self.probe.as_nanos();
-        let steps = since.div_ceil(probe);
+        let steps = since.as_nanos() / probe + 1;
         let offset = u64::try_from(steps.saturating_mul(probe)).unwrap_or(u64::MAX);
         self.grid + Duration::from_nanos(offset)
     }
@@ -298,7 +310,15 @@ impl Policy {
         let rate = (from * CUT).max(self.floor);
         self.cut = Some((rate, now));
         self.last_cut = Some((rate, now));
-        self.next_slot = self.after(now, rate);
+        // At the floor, the grid's next time: a whole interval after a
+        // probe sent on the grid, and never more than one interval away,
+        // so that one of a region's interleaved services probes within
+        // half an interval of any time.
+        self.next_slot = if rate <= self.floor {
+            self.grid_slot(now)
+        } else {
+            now + Duration::from_secs_f64(1.0 / rate)
+        };
         false
     }
 
@@ -612,7 +632,9 @@ mod tests {
             if rate > 0.25 {
                 assert_eq!(slot, now + Duration::from_secs_f64(1.0 / rate));
             } else {
-                assert_eq!(slot, p.grid_slot(slot));
+                // On the grid, at most one interval after the cut.
+                assert!(slot <= now + ms(4000));
+                assert_eq!((slot - t0).as_millis() % 4000, 0);
             }
             assert_eq!(p.reserve(slot, Patience::None), Ok(slot));
             now = slot + ms(5);
