@@ -126,7 +126,8 @@ impl Service {
 pub enum NotSent {
     /// The node is backing off and the call may not wait for a slot.
     #[error(
-        "not sent: {service} in {region} is throttling this node, which backs off (at most {rate:.1} calls/s now){}",
+        "not sent: {service} in {region} is throttling this node, which backs off (at most {} now){}",
+        pace(*rate),
         wait.map(|w| format!("; the next slot is {:.1} s away, past this mount's deadline", w.as_secs_f64())).unwrap_or_default()
     )]
     BackingOff {
@@ -147,6 +148,16 @@ pub enum NotSent {
         /// The region's label.
         region: &'static str,
     },
+}
+
+/// An allowed rate in words: `2.5 calls/s`, or `one call per 120 s` below
+/// one call per second.
+fn pace(rate: f64) -> String {
+    if rate >= 1.0 {
+        format!("{rate:.1} calls/s")
+    } else {
+        format!("one call per {:.0} s", 1.0 / rate.max(1e-6))
+    }
 }
 
 /// Whether an SDK error is AWS throttling.
@@ -584,6 +595,26 @@ mod tests {
         assert_eq!(
             probe_interval(Duration::from_secs(86_400)),
             MAX_PROBE_INTERVAL
+        );
+    }
+
+    #[test]
+    fn a_call_not_sent_names_throttling_and_the_pace() {
+        let not_sent = |rate, wait| NotSent::BackingOff {
+            service: "ssm",
+            region: "us-east-1",
+            rate,
+            wait,
+        };
+        assert_eq!(
+            not_sent(1.0 / 120.0, None).to_string(),
+            "not sent: ssm in us-east-1 is throttling this node, which backs off \
+             (at most one call per 120 s now)"
+        );
+        assert_eq!(
+            not_sent(2.5, Some(ms(1500))).to_string(),
+            "not sent: ssm in us-east-1 is throttling this node, which backs off \
+             (at most 2.5 calls/s now); the next slot is 1.5 s away, past this mount's deadline"
         );
     }
 
