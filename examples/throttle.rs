@@ -6,7 +6,8 @@
 //! round, with a 2 s check window: calm for a while, then every Secrets
 //! Manager and SSM call answered `ThrottlingException` for 20 s, then calm
 //! again. Prints, per phase, AWS calls per second and per remount as a
-//! Markdown table.
+//! Markdown table, then how long after throttling stopped the first remount
+//! succeeded and the last failed, in seconds and check windows.
 //!
 //! Calls per remount do not depend on the machine; calls per second do
 //! (compare the phases of one run, not runs).
@@ -129,20 +130,21 @@ async fn main() {
         "\nthrottled calls/s: {:.1} % of calm",
         100.0 * throttled_rate / calm_rate
     );
-    let windows = |t: Duration| t.as_secs_f64() / WINDOW.as_secs_f64();
+    let when = |t: Duration| {
+        let windows = t.as_secs_f64() / WINDOW.as_secs_f64();
+        format!("{:.1} s ({windows:.2} windows)", t.as_secs_f64())
+    };
     match after.first_success {
         Some(t) => println!(
-            "after throttling stopped, the first remount succeeded within {:.1} s ({:.2} windows)",
-            t.as_secs_f64(),
-            windows(t)
+            "after throttling stopped, the first remount succeeded within {}",
+            when(t)
         ),
         None => println!("after throttling stopped, no remount succeeded"),
     }
     match after.last_failure {
         Some(t) => println!(
-            "after throttling stopped, remounts failed for {:.1} s ({:.2} windows; the node's recovery)",
-            t.as_secs_f64(),
-            windows(t)
+            "after throttling stopped, remounts failed for {} (the node's recovery)",
+            when(t)
         ),
         None => println!("after throttling stopped, every remount succeeded"),
     }
