@@ -6,7 +6,8 @@
 //! round, with a 2 s check window: calm for a while, then every Secrets
 //! Manager and SSM call answered `ThrottlingException` for 20 s, then calm
 //! again. Prints, per phase, AWS calls per second and per remount as a
-//! Markdown table.
+//! Markdown table, then how long after throttling stopped the first remount
+//! succeeded and the last failed, in seconds and check windows.
 //!
 //! Calls per remount do not depend on the machine; calls per second do
 //! (compare the phases of one run, not runs).
@@ -43,28 +44,46 @@ struct Args {
     throttled_secs: u64,
 }
 
-/// Rounds of remounts until `length` has passed: the calls, the time, and
-/// when the last round with a failure ended.
-async fn phase(
-    node: &Node,
-    pods: &[Pod],
-    objects: &str,
-    length: Duration,
-) -> (Round, Duration, Option<Duration>) {
+/// The check window the node runs with.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// What one phase did.
+struct Phase {
+    /// Its rounds together.
+    total: Round,
+    /// How long it lasted.
+    took: Duration,
+    /// When the last round with a failure ended.
+    last_failure: Option<Duration>,
+    /// When the first remount that succeeded was answered.
+    first_success: Option<Duration>,
+}
+
+/// Rounds of remounts until `length` has passed.
+async fn phase(node: &Node, pods: &[Pod], objects: &str, length: Duration) -> Phase {
     let started = Instant::now();
     let mut total = Round::default();
-    let mut last_failure = None;
+    let (mut last_failure, mut first_success) = (None, None);
     while started.elapsed() < length {
         let r = round(node, pods, objects).await;
         if !r.failed.is_empty() {
             last_failure = Some(started.elapsed());
         }
+        if r.ok > 0 && first_success.is_none() {
+            first_success = Some(started.elapsed());
+        }
         total.add(r);
     }
-    (total, started.elapsed(), last_failure)
+    Phase {
+        total,
+        took: started.elapsed(),
+        last_failure,
+        first_success,
+    }
 }
 
-fn row(name: &str, (r, took, _): &(Round, Duration, Option<Duration>)) -> f64 {
+fn row(name: &str, phase: &Phase) -> f64 {
+    let (r, took) = (&phase.total, phase.took);
     let per_second = r.aws as f64 / took.as_secs_f64();
     println!(
         "| {name} | {:.1} | {} | {} | {} | {per_second:.1} | {:.2} |",
@@ -81,7 +100,8 @@ fn row(name: &str, (r, took, _): &(Round, Duration, Option<Duration>)) -> f64 {
 async fn main() {
     let args = Args::parse();
     let binary = common::provider_binary(args.ascp, "cargo build --bin ascp");
-    let node = Node::start(&binary, &["--rotation-check-window=2s"]).await;
+    let window = format!("--rotation-check-window={}s", WINDOW.as_secs());
+    let node = Node::start(&binary, &[window.as_str()]).await;
     let objects = node.seed("thr", 3, 2, false).await;
     let pods = node.pods(20);
     let first = round(&node, &pods, &objects).await;
@@ -110,10 +130,21 @@ async fn main() {
         "\nthrottled calls/s: {:.1} % of calm",
         100.0 * throttled_rate / calm_rate
     );
-    match after.2 {
+    let when = |t: Duration| {
+        let windows = t.as_secs_f64() / WINDOW.as_secs_f64();
+        format!("{:.1} s ({windows:.2} windows)", t.as_secs_f64())
+    };
+    match after.first_success {
         Some(t) => println!(
-            "after throttling stopped, remounts failed for {:.1} s (the node's recovery)",
-            t.as_secs_f64()
+            "after throttling stopped, the first remount succeeded within {}",
+            when(t)
+        ),
+        None => println!("after throttling stopped, no remount succeeded"),
+    }
+    match after.last_failure {
+        Some(t) => println!(
+            "after throttling stopped, remounts failed for {} (the node's recovery)",
+            when(t)
         ),
         None => println!("after throttling stopped, every remount succeeded"),
     }

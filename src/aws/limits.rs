@@ -95,7 +95,7 @@ impl CallBound {
                     clients: VecDeque::new(),
                 }),
             }),
-            Arc::default(),
+            Arc::new(Throttle::new(options.rotation_check_window)),
         )
     }
 

@@ -4,9 +4,13 @@
 //! nothing here asserts a duration. The provider checks versions on every
 //! remount (`--rotation-check-window=0s`), so every remount needs AWS
 //! whatever the machine's speed: with a window, a fast round is answered
-//! from the node's checks and never meets the throttling. The one wait is
-//! [`RECOVERY`], after which the node's backoff is over by construction
-//! (`ascp::aws::throttle::MAX_RECOVERY` is shorter).
+//! from the node's checks and never meets the throttling; the test of
+//! recovery within one window runs with a window. The node's backoff ends
+//! on an answer that is not throttling, to a probe: the one wait, before
+//! throttling stops, is one probe interval at the floor
+//! (`ascp::aws::throttle::probe_interval`), or one window when the
+//! region's two services probe half an interval apart, after which a probe
+//! slot is free by construction.
 
 use crate::support;
 
@@ -17,8 +21,7 @@ use support::throttle::{Round, free_addr, round, sample, scrape, throttle_stores
 use support::{Rule, put_secret_string};
 use tonic::Code;
 
-/// Longer than the node's backoff lasts after the last throttling answer.
-const RECOVERY: Duration = ascp::aws::throttle::MAX_RECOVERY;
+const SM: &str = r#"service="secretsmanager",region="us-east-1""#;
 const SSM: &str = r#"service="ssm",region="us-east-1""#;
 const STS: &str = r#"service="sts",region="us-east-1""#;
 const RATE: &str = "ascp_aws_allowed_calls_per_second";
@@ -73,6 +76,12 @@ async fn the_node_backs_off_as_a_whole_while_throttled() {
         calm.add(round(&node, pods, &objects).await);
     }
     assert_eq!(calm.ok, 60, "calm remounts: {:?}", calm.failed);
+    // One calm remount alone: what each pod costs.
+    let calm_single = round(&node, &pods[..1], &objects).await.aws;
+    assert_eq!(
+        calm_single, 4,
+        "a calm remount checks 3 secrets and 1 batch of parameters"
+    );
 
     throttle_stores(&node.net.proxy);
     let mut throttled = Round::default();
@@ -103,6 +112,19 @@ async fn the_node_backs_off_as_a_whole_while_throttled() {
         throttled.mounts(),
         throttled.failed.len()
     );
+    // No remount makes more calls than a calm one, nor more than ASCP's 3:
+    // one remount at a time, each at most one probe per service.
+    for pod in pods.iter().take(10) {
+        let alone = round(&node, std::slice::from_ref(pod), &objects).await;
+        assert_eq!(alone.failed.len(), 1, "{} while throttled", pod.name);
+        assert_throttling_failures(&alone, "a remount alone, throttled");
+        assert!(
+            alone.aws <= calm_single.min(3),
+            "{}: {} calls throttled, {calm_single} calm",
+            pod.name,
+            alone.aws
+        );
+    }
     // The pods keep their files.
     for pod in pods {
         assert_eq!(read(pod, "thr_s00"), "s0-v1");
@@ -132,11 +154,20 @@ async fn the_node_backs_off_as_a_whole_while_throttled() {
         }
     }
 
-    // Throttling stops; once the backoff is over every remount succeeds,
-    // and sees the secret changed meanwhile.
+    // Throttling stops. Once a probe slot is free (one probe interval at
+    // the floor, by construction), a remount's first call to each service
+    // is its probe; the answers end the backoff, and the round after that
+    // succeeds everywhere and sees the secret changed meanwhile.
     node.net.proxy.clear_rules();
+    tokio::time::sleep(ascp::aws::throttle::probe_interval(Duration::ZERO)).await;
+    let probes = round(&node, &pods[..1], &objects).await;
+    assert!(
+        probes.aws <= calm_single,
+        "the probing remount: {} calls",
+        probes.aws
+    );
+    assert_throttling_failures(&probes, "the probing remount");
     put_secret_string(&node.sm, "thr/s00", "s0-v2", &[]).await;
-    tokio::time::sleep(RECOVERY + Duration::from_millis(200)).await;
     let after = round(&node, pods, &objects).await;
     assert_eq!(after.ok, 20, "after throttling: {:?}", after.failed);
     for pod in pods {
@@ -155,7 +186,9 @@ async fn the_node_backs_off_as_a_whole_while_throttled() {
 async fn sts_throttling_backs_off_too() {
     let metrics = free_addr();
     let flag = format!("--metrics-addr={metrics}");
-    let node = Node::start(&binary(), &[flag.as_str()]).await;
+    // A probe interval of 1 s at the floor, within the mounts' deadline.
+    let flags = [flag.as_str(), "--rotation-check-window=0s"];
+    let node = Node::start(&binary(), &flags).await;
     let objects = node.seed("sts", 1, 0, false).await;
     let pods = node.pods(4);
     let rule = node.net.proxy.add_rule(
@@ -175,9 +208,74 @@ async fn sts_throttling_backs_off_too() {
     let rate = sample(&text, RATE, STS).expect("the STS limiter's rate");
     assert!(rate > 0.0, "STS backing off: {rate}\n{text}");
 
-    // Throttling over: one window of recovery later, the mounts succeed.
+    // Throttling over: first mounts wait for their slots within their
+    // deadline; the first answer ends the backoff, and the mounts succeed.
     node.net.proxy.clear_rules();
-    tokio::time::sleep(ascp::aws::throttle::MAX_RECOVERY + Duration::from_millis(200)).await;
     let again = round(&node, &pods, &objects).await;
     assert_eq!(again.ok, 4, "{:?}", again.failed);
+}
+
+// With a 2 s check window the node probes each throttled service once per
+// 4 s at the floor, Secrets Manager and SSM half of that (one window)
+// apart; a service that stops throttling lets the other probe at once.
+// So, once both are at the floor and throttling stops, one window later a
+// probe slot is free (by construction), and the remount after the probes
+// succeeds: at most two remounts, one at a time, fail before one succeeds,
+// none with more calls than a calm remount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_throttling_stops_remounts_succeed_within_one_window() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let metrics = free_addr();
+    let flags = [
+        format!("--rotation-check-window={}s", WINDOW.as_secs()),
+        format!("--metrics-addr={metrics}"),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = Node::start(&binary(), &flags).await;
+    let objects = node.seed("win", 3, 2, false).await;
+    let pods = node.pods(8);
+    let first = round(&node, &pods, &objects).await;
+    assert_eq!(first.ok, 8, "first mounts: {:?}", first.failed);
+    let calm = {
+        let before = node.net.proxy.total_calls();
+        tokio::time::sleep(WINDOW).await;
+        let alone = round(&node, &pods[..1], &objects).await;
+        assert_eq!(alone.ok, 1, "{:?}", alone.failed);
+        node.net.proxy.total_calls() - before
+    };
+
+    // Throttled until both services' limiters are at the floor.
+    throttle_stores(&node.net.proxy);
+    let floor = 1.0 / ascp::aws::throttle::probe_interval(WINDOW).as_secs_f64();
+    let mut at_floor = false;
+    for _ in 0..600 {
+        let r = round(&node, &pods, &objects).await;
+        assert_throttling_failures(&r, "throttled remounts");
+        let text = scrape(metrics).await;
+        if sample(&text, RATE, SM) == Some(floor) && sample(&text, RATE, SSM) == Some(floor) {
+            at_floor = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(at_floor, "{}", scrape(metrics).await);
+
+    node.net.proxy.clear_rules();
+    tokio::time::sleep(WINDOW).await;
+    let mut failed = Vec::new();
+    for pod in pods.iter().cycle().take(3) {
+        let alone = round(&node, std::slice::from_ref(pod), &objects).await;
+        assert!(alone.aws <= calm, "{} calls, {calm} calm", alone.aws);
+        if alone.ok == 1 {
+            break;
+        }
+        assert_throttling_failures(&alone, "a probing remount");
+        failed.push((alone.aws, alone.failed));
+    }
+    assert!(
+        failed.len() <= 2,
+        "remounts failed after throttling stopped (calls, failure): {failed:?}"
+    );
+    let after = round(&node, &pods, &objects).await;
+    assert_eq!(after.ok, 8, "after throttling: {:?}", after.failed);
 }
