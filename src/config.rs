@@ -1,8 +1,10 @@
-//! The command line: `ascp` (serve), `ascp validate`, `ascp mount`.
+//! The command line: `ascp` (serve), `ascp validate`, `ascp mount`,
+//! `ascp doctor`.
 //!
 //! The serve flags are ASCP's, with its defaults, and accept the forms ASCP's
 //! Helm chart passes (`--flag=value`, `--driver-writes-secrets=true`); flags
-//! this project adds have defaults that keep ASCP's behaviour. Everything is
+//! this project adds have defaults under which a SecretProviderClass, Helm
+//! values and IAM policies written for ASCP keep working unchanged. Everything is
 //! parsed and checked here, before the runtime starts: a bad value exits
 //! non-zero with one clear line.
 

@@ -1,9 +1,10 @@
 //! How a call to a store or an identity service failed, as plain data at the
 //! bottom of the module graph.
 //!
-//! `error`, `store`, `identity` and `aws` all name failures with these; this
-//! module imports nothing from the crate, so none of them needs to import
-//! another to name a kind of failure.
+//! `error` and `store` import these, and `store` re-exports them to the
+//! layers that name failures through it (`identity`, `aws`, `mount`). This
+//! module imports nothing from the crate, so `error`, which sits below
+//! `store`, names a kind of failure without importing it.
 
 /// How a failed fetch should be treated: the gRPC code it maps to, and
 /// whether failover may hide it.

@@ -10,8 +10,10 @@
 //! the AWS SDK's clients, kube or tonic (the `:authority` target drives the
 //! socket layer's pure frame rewriter, not a connection).
 //!
-//! Not part of the API: the module is public only so that the fuzz crate
-//! and the replay test, which are separate crates, can reach it.
+//! Not part of the API, and not in the shipped binary: the module exists
+//! only with the `fuzzing` cargo feature, which the fuzz crate enables and
+//! the package's tests get through its dev-dependency on itself
+//! (`Cargo.toml`). It is public only so that those separate crates reach it.
 
 use crate::jmes;
 use crate::secret::SecretBytes;

@@ -1,10 +1,13 @@
 //! The operator's HTTP endpoints on `--metrics-addr`: `/metrics`
-//! (Prometheus text), `/healthz` (liveness) and `/readyz` (readiness).
+//! (OpenMetrics text, which Prometheus scrapes), `/healthz` (liveness) and
+//! `/readyz` (readiness).
 //!
 //! Liveness asks the provider's own socket through the gRPC health service
 //! (`grpc.health.v1`), so "alive" means the driver could really reach us,
-//! not merely that this HTTP task runs. Readiness is true once the socket is
-//! bound and the server accepts, and false again when shutdown begins.
+//! not merely that this HTTP task runs. Readiness is true from the moment
+//! `main` hands the bound socket to the server (a connection made before
+//! then waits in the listen backlog) while the socket file exists, and
+//! false again when shutdown begins.
 //!
 //! This module answers only these three paths and reads nothing from the
 //! request but its path; it never exposes anything but metrics and status.

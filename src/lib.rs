@@ -67,6 +67,7 @@ pub mod config;
 pub mod encoding;
 pub mod error;
 pub mod failure;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

@@ -9,7 +9,10 @@
 //! text taken from a request.
 //!
 //! AWS calls are counted by an SDK interceptor ([`AwsCallMetrics`]) attached
-//! to every client, so no store code has to remember to count.
+//! to every client the serving provider builds (Secrets Manager, SSM, STS,
+//! EKS Auth), so no store code has to remember to count. The CLI's tools
+//! (`ascp doctor`'s IAM, EKS and Secrets Manager clients) are not counted:
+//! they run in a process of their own that serves no metrics.
 
 use std::sync::LazyLock;
 use std::time::Instant;

@@ -5,15 +5,20 @@
 //! removes it again when dropped. [`run`] serves the driver's
 //! `v1alpha1.CSIDriverProvider` API on an already-bound listener until the
 //! shutdown future completes; then it stops accepting, gives in-flight mounts
-//! a bounded grace period, and returns.
+//! a bounded grace period, and returns. The same socket serves the standard
+//! gRPC health service (`grpc.health.v1`), which the liveness probe asks
+//! ([`crate::health`]) and which turns to not-serving when shutdown begins.
 //!
 //! Each Mount runs in a task of its own, so a panic inside one request is
 //! turned into an `INTERNAL` answer for that request (without the panic's
 //! payload) and the server keeps serving. When the caller gives up on a
 //! request, its mount is told so and stops (see [`crate::mount`]).
 //!
-//! Every accepted connection goes through [`authority::AuthorityRewrite`],
-//! so that drivers sending the socket path as `:authority` are served.
+//! Every accepted connection holds a slot of the connection limit
+//! ([`intake::Admitted`]) and goes through [`authority::AuthorityRewrite`],
+//! so that drivers sending the socket path as `:authority` are served; both
+//! wrap the connection with [`wrapped::Wrapped`], which forwards the I/O
+//! they do not change.
 //!
 //! What a client can make the server hold is bounded: connections, streams,
 //! header lists and request bytes in flight ([`intake`]), the size of one
@@ -23,6 +28,7 @@
 pub mod authority;
 pub mod codec;
 pub mod intake;
+pub mod wrapped;
 
 use std::future::Future;
 use std::io;

@@ -1,8 +1,9 @@
 //! Which store an object lives in: Secrets Manager or Parameter Store.
 //!
 //! Plain data at the bottom of the module graph, imported by `spc` (the
-//! `objectType`), `error` (messages) and `store` (routing), and importing
-//! nothing from the crate.
+//! `objectType`), `store` (routing; it re-exports the type to the stores)
+//! and the CLI's `validate` and `doctor`, and importing nothing from the
+//! crate.
 
 /// Which store an object lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

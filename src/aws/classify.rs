@@ -28,7 +28,8 @@ const MAX_MESSAGE: usize = 512;
 /// The code decides when it is known, because the status does not always
 /// agree with it (throttling comes as 400; moto answers some
 /// `InvalidRequestException`s with 404). An unknown code falls back to the
-/// status so that SPEC §4's rule holds: every 4xx is a client error (but
+/// status so that the failover rule (docs/fetching.md#failover) holds:
+/// every 4xx is a client error (but
 /// 408 and 429, the service's trouble), every 5xx is `Unavailable`. With
 /// neither, the failure is `Internal`.
 pub fn classify(code: Option<&str>, status: Option<u16>) -> FailureKind {

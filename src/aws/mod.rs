@@ -93,7 +93,8 @@ pub enum ConfigError {
 /// overrides (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
 /// `AWS_ENDPOINT_URL_SSM`), `AWS_USE_FIPS_ENDPOINT`, `AWS_REGION` and the
 /// shared config files, with standard retries, this module's timeouts, and
-/// `app_id` (`<program>-<version>`, SPEC §5) in the user agent. Its one HTTP
+/// `app_id` (`<program>-<version>`, docs/identity.md#user-agent) in the user
+/// agent. Its one HTTP
 /// client keeps as many idle connections per host as `options` lets calls be
 /// in flight.
 ///

@@ -226,7 +226,8 @@ impl ParameterStore {
             }
         }
 
-        // SPEC §4: InvalidParameters lists each name once; every object
+        // docs/fetching.md#parameter-store: InvalidParameters lists each
+        // name once; every object
         // affected gets the whole list, so the mount's message shows it.
         let invalid: Vec<&str> = requests
             .iter()

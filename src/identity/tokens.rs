@@ -1,5 +1,5 @@
 //! The service-account tokens the CSI driver sends with each mount
-//! (`csi.storage.k8s.io/serviceAccount.tokens`, SPEC §2 and §5).
+//! (`csi.storage.k8s.io/serviceAccount.tokens`, docs/identity.md#tokens).
 //!
 //! The attribute is a JSON object mapping an audience to
 //! `{"token": "...", "expirationTimestamp": "..."}`; the driver fills it when

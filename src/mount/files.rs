@@ -1,6 +1,6 @@
 //! From values to files: each object's file, its jmesPath files, each
-//! match of a path object, and the versions the driver records (SPEC §3,
-//! §4).
+//! match of a path object, and the versions the driver records
+//! (docs/secretproviderclass.md#file-names-and-modes, docs/fetching.md#versions).
 //!
 //! jmesPath entries read the value as fetched; the object's own
 //! `objectEncoding` then decodes its own file, and each entry's decodes the

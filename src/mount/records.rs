@@ -1,6 +1,7 @@
 //! What this provider mounted, per target path: the memory that lets a
 //! rotation remount reuse what is mounted when the driver does not say what
-//! that is (driver v1.6 never sends `current_object_version`, SPEC §2).
+//! that is (driver v1.6 never sends `current_object_version`:
+//! docs/driver-protocol.md#what-driver-v16-stopped-sending).
 //!
 //! A [`TargetRecord`] holds, per object file: a digest of the descriptor
 //! that produced it, the full ARN the pod's own fetch returned (Secrets

@@ -1,4 +1,5 @@
-//! The regions of a mount and the failover rule (SPEC §4).
+//! The regions of a mount and the failover rule (docs/fetching.md#regions,
+//! docs/fetching.md#failover).
 //!
 //! A mount has a primary region and, with `failoverRegion`, a failover
 //! region. Each object is asked of both; [`choose`] decides, from what each

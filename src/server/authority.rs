@@ -14,18 +14,21 @@
 //!
 //! # What it does
 //!
-//! [`AuthorityRewrite`] wraps each accepted connection. The server's bytes
-//! pass through untouched. The client's bytes are parsed as HTTP/2: the
-//! connection preface, then frames. Frames other than HEADERS and
-//! CONTINUATION pass through as they are, byte for byte, as they arrive
-//! (never held back until complete). Each request header block (one HEADERS frame and its
-//! CONTINUATION frames) is collected, its padding dropped and its priority
-//! kept, and decoded with an HPACK decoder ([`loona_hpack`]) whose dynamic
-//! table mirrors the client's encoder table, so indexed references and table
-//! size updates resolve as the client meant them. grpc-go, for one, indexes
-//! `:authority` once and then sends a one-byte reference, and entries are
-//! evicted and sent again as literals as `grpc-timeout` churns the table:
-//! every block must be decoded, not only the first.
+//! [`AuthorityRewrite`] wraps each accepted connection, with [`Rewriting`]
+//! as its read path. The server's bytes pass through untouched. The
+//! client's bytes are parsed as HTTP/2: the connection preface, then
+//! frames. Frames other than HEADERS and CONTINUATION pass through as they
+//! are, byte for byte, as they arrive (never held back until complete).
+//! Each request header block (one HEADERS frame and its CONTINUATION
+//! frames) is collected, its padding dropped and its priority kept, its
+//! Huffman-coded strings written out plainly (the `plain` module, which
+//! saves the decoder building a code table per string), and decoded with an
+//! HPACK decoder ([`loona_hpack`]) whose dynamic table mirrors the client's
+//! encoder table, so indexed references and table size updates resolve as
+//! the client meant them. grpc-go, for one, indexes `:authority` once and
+//! then sends a one-byte reference, and entries are evicted and sent again
+//! as literals as `grpc-timeout` churns the table: every block must be
+//! decoded, not only the first.
 //!
 //! The decoded fields are re-encoded in their order, each as a literal
 //! without indexing, with any `:authority` (empty included) replaced by
@@ -49,8 +52,8 @@
 //! block. HPACK amplifies (a one-byte index can stand for a 4 KiB entry), so
 //! the decoded list is bounded too: [`MAX_HEADER_LIST_BYTES`], counted as
 //! HTTP/2 counts it (name + value + 32 per field), four times what the server
-//! (hyper's default of 16 KiB) accepts, so that h2 still answers the usual
-//! way for lists between the two. Past any of these bounds, or on input
+//! accepts ([`super::intake::MAX_HEADER_LIST_BYTES`], 16 KiB), so that h2
+//! still answers the usual way for lists between the two. Past any of these bounds, or on input
 //! that is not HTTP/2, reading fails: the server drops the connection.
 //! Many small blocks amplify as well, so rewritten bytes waiting for the
 //! server are bounded: past [`MAX_PENDING_OUT`], no more input is rewritten
@@ -70,9 +73,10 @@ mod plain;
 
 use loona_hpack::decoder::DecoderError;
 use loona_hpack::encoder::encode_integer_into;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::server::Connected;
+use tokio::io::{AsyncRead, ReadBuf};
 use tracing::warn;
+
+use super::wrapped::{ReadPath, Wrapped};
 
 /// The client connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -523,11 +527,13 @@ fn frame_head(len: usize, frame_type: u8, flags: u8, stream: u32, out: &mut Vec<
 }
 
 /// A connection whose client-to-server bytes go through a [`Rewriter`].
-pub struct AuthorityRewrite<S> {
-    io: S,
+pub type AuthorityRewrite<S> = Wrapped<S, Rewriting>;
+
+/// The read path of an [`AuthorityRewrite`]: the rewriter and its buffers.
+pub struct Rewriting {
     rewriter: Rewriter,
-    /// What the client sent, as read from `io`; `raw[raw_pos..raw_len]` is
-    /// not rewritten yet.
+    /// What the client sent, as read from the connection;
+    /// `raw[raw_pos..raw_len]` is not rewritten yet.
     raw: Box<[u8]>,
     raw_pos: usize,
     raw_len: usize,
@@ -541,16 +547,18 @@ pub struct AuthorityRewrite<S> {
 impl<S> AuthorityRewrite<S> {
     /// Wraps an accepted connection.
     pub fn new(io: S) -> Self {
-        Self {
+        Wrapped::with(
             io,
-            rewriter: Rewriter::new(),
-            raw: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
-            raw_pos: 0,
-            raw_len: 0,
-            out: Vec::new(),
-            out_pos: 0,
-            failed: false,
-        }
+            Rewriting {
+                rewriter: Rewriter::new(),
+                raw: vec![0; MAX_FRAME_PAYLOAD].into_boxed_slice(),
+                raw_pos: 0,
+                raw_len: 0,
+                out: Vec::new(),
+                out_pos: 0,
+                failed: false,
+            },
+        )
     }
 }
 
@@ -561,13 +569,14 @@ fn rejected() -> io::Error {
     )
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<S> {
+impl<S: AsyncRead + Unpin> ReadPath<S> for Rewriting {
     fn poll_read(
-        self: Pin<&mut Self>,
+        &mut self,
+        io: &mut S,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
+        let this = self;
         loop {
             if this.out_pos < this.out.len() {
                 let n = buf.remaining().min(this.out.len() - this.out_pos);
@@ -584,7 +593,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<S> {
             }
             if this.raw_pos == this.raw_len {
                 let mut raw = ReadBuf::new(&mut this.raw);
-                ready!(Pin::new(&mut this.io).poll_read(cx, &mut raw))?;
+                ready!(Pin::new(&mut *io).poll_read(cx, &mut raw))?;
                 this.raw_len = raw.filled().len();
                 this.raw_pos = 0;
                 if this.raw_len == 0 {
@@ -606,44 +615,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<S> {
                 }
             }
         }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityRewrite<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-impl<S: Connected> Connected for AuthorityRewrite<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }
 

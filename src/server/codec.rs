@@ -7,8 +7,9 @@
 //! 48-byte slot once decoded, so a 4 MiB request would become about 100 MiB.
 //! A request is therefore scanned first (a loop over its top-level field
 //! keys and lengths; nothing is allocated) and refused with
-//! `INVALID_ARGUMENT` when it holds more than [`MAX_CURRENT_VERSIONS`]
-//! entries. Strings decode to at most their own size, which
+//! `INVALID_ARGUMENT` when it holds more top-level fields than
+//! [`MAX_CURRENT_VERSIONS`] entries plus 16 for its strings (a field may be
+//! repeated on the wire). Strings decode to at most their own size, which
 //! [`super::MAX_REQUEST_BYTES`] bounds.
 
 use std::marker::PhantomData;

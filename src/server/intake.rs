@@ -8,9 +8,9 @@
 //! - connections: at most [`MAX_CONNECTIONS`] are served at once; the next
 //!   one waits in the listen backlog until one closes ([`admitted`]). A
 //!   connection lives at most [`MAX_CONNECTION_AGE`] (then it is told to go
-//!   away and its streams are given the mount deadline to finish; gRPC
-//!   clients reconnect on their own), so idle connections cannot hold the
-//!   slots for ever;
+//!   away and its streams are given the server's request timeout,
+//!   [`request_timeout`], to finish; gRPC clients reconnect on their own),
+//!   so idle connections cannot hold the slots for ever;
 //! - streams: at most [`MAX_STREAMS_PER_CONNECTION`] concurrent streams on
 //!   a connection (the HTTP/2 setting; more are refused with
 //!   `REFUSED_STREAM`, which gRPC clients queue for);
@@ -44,12 +44,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncRead;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::codegen::{Bytes, http};
-use tonic::transport::server::Connected;
+
+use super::wrapped::{ReadPath, Wrapped};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -83,11 +84,16 @@ pub struct AnswerBytes(pub usize);
 
 /// An accepted connection holding one of the [`MAX_CONNECTIONS`] slots
 /// until it is dropped.
+pub type Admitted<S> = Wrapped<S, Slot>;
+
+/// One of the [`MAX_CONNECTIONS`] slots, held by an [`Admitted`]
+/// connection; the client's bytes pass through it unchanged.
 #[derive(Debug)]
-pub struct Admitted<S> {
-    io: S,
-    _slot: OwnedSemaphorePermit,
+pub struct Slot {
+    _held: OwnedSemaphorePermit,
 }
+
+impl<S: AsyncRead + Unpin> ReadPath<S> for Slot {}
 
 /// The connections of `listener`, at most `max` at once: the next accept
 /// waits for a slot.
@@ -101,57 +107,9 @@ pub fn admitted(
         let accepted = listener
             .accept()
             .await
-            .map(|(io, _)| Admitted { io, _slot: slot });
+            .map(|(io, _)| Wrapped::with(io, Slot { _held: slot }));
         Some((accepted, (listener, slots)))
     })
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Admitted<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-impl<S: Connected> Connected for Admitted<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
 }
 
 /// Charges every request's bytes to one budget of `bytes`, shared by every

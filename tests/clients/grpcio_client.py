@@ -1,7 +1,7 @@
 """Calls the provider socket with Python grpcio: a gRPC client that shares no
 code with ascp (C-core HTTP/2 and HPACK), as the driver's grpc-go does not.
 
-Usage: grpcio_client.py SPEC.json, where SPEC is
+Usage: grpcio_client.py CASE.json, where CASE is
   {"socket": PATH, "authority": null | STRING, "retry": BOOL, "timeout": SECONDS,
    "serve_unavailable": null | PATH,
    "calls": [{"rpc": "Health" | "Version" | "Mount", "request": {...}}]}

@@ -5,7 +5,7 @@ HTTP/2 flow control (a client that breaks it is only dropped), and reports
 what the server did; the test then checks the provider's memory and that it
 still serves.
 
-Usage: hostile_h2.py SPEC.json, where SPEC is
+Usage: hostile_h2.py CASE.json, where CASE is
   {"socket": PATH, "case": CASE, ...case parameters}
 and CASE is one of
   "streams":     one connection opens "streams" Mount streams, each

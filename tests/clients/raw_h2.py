@@ -4,7 +4,7 @@ caller choose: no :authority at all, an empty one, a header block split
 across CONTINUATION frames, padding and priority, HPACK table size updates,
 and an indexed :authority reused over many requests on one connection.
 
-Usage: raw_h2.py SPEC.json, where SPEC is
+Usage: raw_h2.py CASE.json, where CASE is
   {"socket": PATH,
    "calls": [{"rpc": "Version" | "Mount", "request": {...}, "authority": null | STRING,
               "form": "plain" | "continuation" | "padded" | "table_size"}],

@@ -1,6 +1,7 @@
-//! The AWS stores (src/aws) against moto, through the fault proxy: SPEC §4's
-//! fetching behaviour, error classification, cross-account ARNs, call counts
-//! with and without BatchGetSecretValue, and observable concurrency.
+//! The AWS stores (src/aws) against moto, through the fault proxy: the
+//! fetching behaviour of docs/fetching.md, error classification,
+//! cross-account ARNs, call counts with and without BatchGetSecretValue,
+//! and observable concurrency.
 //!
 //! One moto server serves the whole test binary (it is slow to start); every
 //! test uses its own names and its own proxy, so counts and faults never mix.

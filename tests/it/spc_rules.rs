@@ -1,6 +1,6 @@
-//! Every rule of the SecretProviderClass contract (SPEC §2 parameters, §3
-//! object descriptors), each from its valid and its invalid side, plus the
-//! hostile inputs of issue 2, through the public API only.
+//! Every rule of the SecretProviderClass contract (docs/secretproviderclass.md:
+//! parameters and object descriptors), each from its valid and its invalid
+//! side, plus the hostile inputs of issue 2, through the public API only.
 //!
 //! An invalid case asserts that the message names the object, the field and
 //! the rule, so what reaches `kubectl describe pod` is enough to act on.
@@ -1658,7 +1658,7 @@ fn yaml_merge_keys_work_as_in_ascp() {
 }
 
 // ---------------------------------------------------------------------------
-// jmesPath evaluation (SPEC §4), as the mount applies it to a fetched value
+// jmesPath evaluation (docs/fetching.md#jmespath), as the mount applies it to a fetched value
 // ---------------------------------------------------------------------------
 
 #[test]

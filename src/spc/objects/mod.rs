@@ -1,9 +1,10 @@
 //! The `objects` parameter: a YAML list of object descriptors, turned into
 //! validated [`ObjectSpec`]s with their file names and modes decided.
 //!
-//! The rules are ASCP's (SPEC §3), so a SecretProviderClass that works there
-//! works here, plus these safety rules of our own: a file name never holds a
-//! NUL, an empty, `.` or `..` element, and its first element never starts
+//! The rules are ASCP's (docs/secretproviderclass.md#object-descriptors-objects),
+//! so a SecretProviderClass that works there works here, plus these safety
+//! rules of our own: a file name never holds a NUL, an empty, `.` or `..`
+//! element, and its first element never starts
 //! with `..` (the kubelet's atomic writer keeps `..data` and its timestamped
 //! directories there, and the driver refuses such names too); it is at most
 //! 4096 bytes with at most 255 per element; no two files of one mount share
