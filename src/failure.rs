@@ -16,7 +16,8 @@ pub enum FailureKind {
     PermissionDenied,
     /// The request was wrong (bad name, bad version, bad selector).
     InvalidArgument,
-    /// Throttling that outlived the retries.
+    /// Throttling: answered after the one retry, or a call not sent while
+    /// the node backs off.
     Throttled,
     /// The service's trouble: a 5xx, a timeout, a broken connection, an
     /// endpoint that does not answer.

@@ -5,16 +5,17 @@
 //! mounts a volume that names a SecretProviderClass with `provider: aws`. One
 //! `Mount` travels through these modules, in this order:
 //!
-//! - [`server`]: binds `<provider-volume>/aws.sock`, serves the driver's
-//!   `v1alpha1.CSIDriverProvider` API ([`proto`]) to any `:authority` the
-//!   driver sends ([`server::authority`]), isolates each request,
-//!   tells a mount when its caller gave up, and shuts down gracefully.
-//! - [`mount`]: orchestrates one mount, top to bottom: offline checks →
-//!   the target's order (newest wins) → regions → identity → fetch per
-//!   region → the failover rule per object → files → delivery. It owns the
-//!   all-or-nothing rule: every object is fetched before anything is
-//!   written, and the byte budgets per mount and per process
-//!   ([`mount::budget`]).
+//! - [`server`]: binds `<provider-volume>/aws.sock` and serves the driver's
+//!   `v1alpha1.CSIDriverProvider` API ([`proto`]) with bounded connections,
+//!   streams and messages, to any `:authority` the driver sends
+//!   ([`server::authority`]); isolates each request, tells a mount when its
+//!   caller gave up, and shuts down gracefully.
+//! - [`mount`]: one mount, as the numbered steps of its module doc: offline
+//!   checks → the target's order (newest wins) → regions → identity and what
+//!   a remount may reuse → the byte budget and the fetch per region → the
+//!   failover rule per object → files → delivery. It owns the all-or-nothing
+//!   rule (every object is fetched before anything is written), the byte
+//!   budgets and the rotation records.
 //! - [`spc`]: turns the request's attributes and the SecretProviderClass
 //!   `objects` YAML into typed, validated descriptors (remembered per class),
 //!   and decides file names and modes. All input here is hostile and
@@ -28,52 +29,67 @@
 //!   EKS Auth), optional role chaining, a credential cache; the pod's region
 //!   from its node. Implements [`store::Identity`].
 //! - [`aws`]: the Secrets Manager and Parameter Store stores on the AWS SDK:
-//!   concurrent and batched reads, the rotation check, error classification,
-//!   and the process-wide bound on AWS calls, which the identity's STS and
-//!   EKS Auth calls share, as they share the node's backoff when AWS
-//!   throttles ([`aws::throttle`]); its store factory implements
-//!   [`store::OpenStores`].
+//!   concurrent and batched reads, the node-shared version checks, error
+//!   classification, and the process-wide bound on AWS calls, which the
+//!   identity's STS and EKS Auth calls share, as they share the node's
+//!   backoff when AWS throttles ([`aws::throttle`]); its store factory
+//!   implements [`store::OpenStores`].
 //! - [`jmes`]: extracts JSON keys with JMESPath, with its own interpreter
 //!   bounded in size, depth, amplification and work.
 //! - [`output`]: writes the files atomically inside the target directory
 //!   without ever following a symlink, or hands them to the driver.
 //! - [`error`]: the one error type and its mapping to gRPC status codes.
-//! - [`secret`]: redacting newtypes for secret values and tokens.
-//! - [`metrics`]: the Prometheus registry, low-cardinality labels only, and
-//!   the interceptor that counts every AWS call.
-//! - [`health`]: `/metrics`, `/healthz` (the socket answers a gRPC health
-//!   check) and `/readyz` over HTTP.
+//!
+//! Around the data path:
 //! - [`config`]: the command line, checked before the runtime starts.
 //! - [`cli`]: the operator's tools `ascp validate`, `ascp mount` and
 //!   `ascp doctor` (which checks a pod's whole chain in the cluster and AWS).
-//! - [`signals`]: the shutdown future.
-//! - [`telemetry`]: logging set-up and the panic hook.
-//! - [`bounded_text`]: bounding and escaping text before it reaches a
-//!   message or a log line.
-//! - [`failure`] and [`store_kind`]: how a call failed and which store an
-//!   object lives in, shared by every layer.
+//! - [`health`]: `/metrics`, `/healthz` (the socket answers a gRPC health
+//!   check) and `/readyz` over HTTP.
+//! - [`signals`]: the shutdown future; [`telemetry`]: logging set-up and the
+//!   panic hook.
+//! - [`secret`]: redacting newtypes for secret values and tokens.
+//!
+//! Private to the crate, used by the layers above:
+//! - `metrics`: the Prometheus registry, low-cardinality labels only, and
+//!   the interceptor that counts every AWS call;
+//! - `arn`: the one ARN parser;
+//! - `encoding`: `objectEncoding` (base64, hex);
+//! - `bounded_text`: bounding and escaping text before it reaches a message
+//!   or a log line;
+//! - `failure` and `store_kind`: how a call failed and which store an object
+//!   lives in (re-exported by [`store`]).
+//!
+//! A module is public only when the binary, the integration tests or the
+//! fuzz targets use it; the fuzz targets' entry points (`fuzzing`) are built
+//! only with the `fuzzing` feature, which the tests turn on and the shipped
+//! binary does not.
 //!
 //! Imports run downward: `main` → `config`/`cli`/`health` → `server` →
 //! `mount` → `identity` → `aws` → `output` → `spc` → `store` → `error` →
-//! `failure`/`store_kind`, with `jmes`, `metrics`, `secret` and `bounded_text` usable from
-//! anywhere. A module never imports one above it, and no two modules import
-//! each other.
+//! `failure`/`store_kind`, with `jmes`, `metrics`, `secret`, `arn`,
+//! `encoding` and `bounded_text` usable from anywhere. A module never
+//! imports one above it, and no two modules import each other.
 
-pub mod arn;
+// The docs are read with `cargo doc --document-private-items`: a public
+// module's doc names the private modules that do its work.
+#![allow(rustdoc::private_intra_doc_links)]
+
+mod arn;
 pub mod aws;
-pub mod bounded_text;
+mod bounded_text;
 pub mod cli;
 pub mod config;
-pub mod encoding;
+mod encoding;
 pub mod error;
-pub mod failure;
+mod failure;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
 pub mod identity;
 pub mod jmes;
-pub mod metrics;
+mod metrics;
 pub mod mount;
 pub mod output;
 pub mod secret;
@@ -81,7 +97,7 @@ pub mod server;
 pub mod signals;
 pub mod spc;
 pub mod store;
-pub mod store_kind;
+mod store_kind;
 pub mod telemetry;
 
 /// The generated protobuf and gRPC types of the driver's provider API.

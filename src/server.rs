@@ -26,9 +26,9 @@
 //! the wire before decoding ([`codec`]).
 
 pub mod authority;
-pub mod codec;
-pub mod intake;
-pub mod wrapped;
+pub(crate) mod codec;
+mod intake;
+mod wrapped;
 
 use std::future::Future;
 use std::io;

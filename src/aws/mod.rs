@@ -29,7 +29,7 @@
 //! ([`clients`]): a mount whose pod's credentials are cached builds none; the
 //! per-mount part of a store is its gate and principal.
 
-pub mod classify;
+pub(crate) mod classify;
 pub(crate) mod clients;
 mod limits;
 mod parameter_store;

@@ -28,13 +28,13 @@
 //! `main` builds the clients and hands them in) and never put a token or
 //! credentials into a log line, an error or a `Debug` string.
 
-pub mod cache;
-pub mod eks_auth;
+pub(crate) mod cache;
+mod eks_auth;
 pub mod kube;
 pub mod pod_identity;
 pub mod setup;
-pub mod sts;
-pub mod tokens;
+mod sts;
+mod tokens;
 
 use aws_config::SdkConfig;
 use futures::future::BoxFuture;

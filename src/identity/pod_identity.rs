@@ -427,7 +427,7 @@ struct Answer {
 
 /// Credentials from a 200 answer. The reason for a refusal never quotes the
 /// body: it holds credentials. Public for the fuzz target
-/// ([`crate::fuzzing::agent_answer`]).
+/// (`fuzzing::agent_answer`, built with the `fuzzing` feature).
 pub fn parse_answer(body: &[u8]) -> Result<Credentials, String> {
     let answer: Answer = serde_json::from_slice(body).map_err(|e| {
         format!(

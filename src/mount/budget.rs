@@ -71,12 +71,8 @@ impl BytePool {
         }
     }
 
-    /// The pool's size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Bytes not reserved by any mount now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.semaphore.available_permits()
     }
@@ -215,11 +211,13 @@ impl MountBytes {
     }
 
     /// Bytes counted so far.
+    #[cfg(test)]
     pub fn counted(&self) -> usize {
         self.lock().counted
     }
 
     /// Bytes held of the pool now.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.lock().held()
     }

@@ -50,12 +50,12 @@
 //!
 //! This module never logs a value: only names, versions, lengths and counts.
 
-pub mod budget;
+mod budget;
 mod fetch;
 mod files;
-pub mod order;
-pub mod records;
-pub mod regions;
+mod order;
+mod records;
+mod regions;
 
 use std::future::Future;
 use std::path::Path;

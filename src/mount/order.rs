@@ -77,6 +77,7 @@ impl Registry {
     }
 
     /// Whether no mount is in flight.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -242,8 +242,6 @@ pub struct ObjectFacts {
     pub region: String,
     /// Whether this is the failover region.
     pub failover: bool,
-    /// Whether the object is every secret or parameter under a path.
-    pub path: bool,
     /// DescribeSecret or DescribeParameters (never for a path).
     pub meta: Option<Found<ObjectMeta>>,
     /// IAM's decisions for what the mount does with it.
@@ -287,8 +285,6 @@ pub struct Facts {
     pub chained_role: Option<Found<RoleFacts>>,
     /// The role the stores' calls are made as.
     pub acting_role: Option<String>,
-    /// Whether the provider reads with BatchGetSecretValue.
-    pub batch: bool,
     /// Each object in each region.
     pub objects: Vec<ObjectFacts>,
 }
@@ -377,7 +373,6 @@ pub async fn gather(subject: Subject, client: kube::Client, aws: &SdkConfig) -> 
         role: None,
         chained_role: None,
         acting_role: None,
-        batch,
         objects: Vec::new(),
     };
     let Some(class) = facts.class.get().cloned() else {
@@ -574,7 +569,6 @@ async fn object_facts(
         kind: spec.kind,
         region,
         failover,
-        path: spec.path.is_some(),
         meta,
         decisions,
     }

@@ -20,9 +20,9 @@
 //! checks ([`rules`]), then the report is printed ([`report`]). It reads
 //! metadata only (DescribeSecret, DescribeParameters): never a secret value.
 
-pub mod facts;
-pub mod report;
-pub mod rules;
+mod facts;
+mod report;
+mod rules;
 
 use aws_config::SdkConfig;
 use serde::Serialize;
