@@ -1,5 +1,5 @@
 //! What rotation costs on driver v1.6, in calls: the scenarios of issue 11
-//! (`tests/support/rotation.rs`, whose counts `tests/rotation.rs` asserts)
+//! (`tests/support/rotation.rs`, whose counts `tests/it/rotation.rs` asserts)
 //! run through the `ascp` binary against moto, and printed as a Markdown
 //! table for docs/how-it-works.md and `benchmarks/README.md`.
 //!

@@ -1,5 +1,5 @@
 //! What throttling costs the node, in AWS calls: issue 22's scenario
-//! (`tests/support/throttle.rs`, whose outcomes `tests/throttle.rs`
+//! (`tests/support/throttle.rs`, whose outcomes `tests/it/throttle.rs`
 //! asserts) through the `ascp` binary against moto behind the fault proxy.
 //! 20 pods under two IAM roles mount the same 3 secrets + 2 parameters,
 //! then remount as driver v1.6 does (no versions), 4 at a time, round after

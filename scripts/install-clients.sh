@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the independent (non-Rust) gRPC and HTTP/2 clients that
-# tests/driver_wire.rs drives against the real binary: Python grpcio (with
+# tests/it/driver_wire.rs drives against the real binary: Python grpcio (with
 # grpc_tools to generate the stubs from proto/service.proto at test time, and
 # the grpc.health.v1 stubs), and the h2/hpack packages for raw HTTP/2. They go
 # into the same <repo>/.venv as moto, so run scripts/install-moto.sh first.
