@@ -9,7 +9,7 @@
 # seed corpus fuzz/corpus/TARGET/ and keeps what it learns in
 # fuzz/.work/TARGET/ (git-ignored), so the committed corpus stays small. A
 # crash is saved in fuzz/artifacts/TARGET/: copy it into fuzz/corpus/TARGET/
-# (tests/fuzz_replay.rs then replays it on every test run) and fix the bug.
+# (tests/it/fuzz_replay.rs then replays it on every test run) and fix the bug.
 #
 # Installs cargo-fuzz from crates.io when missing. cargo-fuzz needs nightly
 # compiler flags; RUSTC_BOOTSTRAP=1 lets the pinned stable toolchain accept

@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets (`fuzz/`) and their replay test
-//! (`tests/fuzz_replay.rs`): one function per target, taking the fuzzer's
+//! (`tests/it/fuzz_replay.rs`): one function per target, taking the fuzzer's
 //! bytes.
 //!
 //! Each function feeds the bytes to one of ascp's own hostile-input parsers

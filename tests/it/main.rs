@@ -12,9 +12,10 @@
 //! - `panic_payload`: installs the binary's panic hook and a global log
 //!   subscriber;
 //! - `output_crash`: re-executes itself as the writer it kills with SIGKILL
-//!   (its own harness, so the child is not a test);
-//! - `fuzz_replay`: the fuzz targets' entry points, which are built for the
-//!   fuzz targets and their replay only.
+//!   (its own harness, so the child is not a test).
+//!
+//! `fuzz_replay` reaches the fuzz targets' entry points, which the `fuzzing`
+//! feature builds: Cargo.toml's self dev-dependency turns it on for tests.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -28,6 +29,7 @@ mod doctor;
 mod driver_wire;
 mod e2e;
 mod features;
+mod fuzz_replay;
 mod hardening;
 mod hostile;
 mod hostile_jmes;
