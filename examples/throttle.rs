@@ -15,7 +15,7 @@
 //! ```sh
 //! scripts/install-moto.sh
 //! cargo build --bin ascp --example throttle
-//! target/debug/examples/throttle [--calm-secs 10] [--throttled-secs 20] [--ascp PATH]
+//! target/debug/examples/throttle [--calm-secs 30] [--throttled-secs 20] [--ascp PATH]
 //! ```
 
 mod common;
@@ -37,7 +37,7 @@ struct Args {
     #[arg(long)]
     ascp: Option<PathBuf>,
     /// Length of the calm phases, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 30)]
     calm_secs: u64,
     /// Length of the throttled phase, in seconds.
     #[arg(long, default_value_t = 20)]
