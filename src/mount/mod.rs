@@ -336,60 +336,13 @@ impl Mounter {
         let kept = remount.finish(&files, identities, &target);
 
         // 8. Delivery, newest wins; an unchanged set is not written again.
-        let superseded = || Error::Superseded {
-            path: target.path().to_owned(),
+        let response = if self.config.driver_writes_secrets {
+            answer_driver(&target, &ticket, &files, versions, kept.unchanged).await?
+        } else {
+            write_target(&target, ticket, files, versions, kept.unchanged).await?
         };
-        if self.config.driver_writes_secrets {
-            let files = output::to_driver_files(&files)?;
-            if !ticket.may_answer().await {
-                return Err(superseded());
-            }
-            // The driver skips an unchanged payload, so only this moves
-            // the mtime its poll interval counts from.
-            if kept.unchanged {
-                touch(&target);
-            }
-            let response = MountResponse {
-                object_version: versions,
-                error: None,
-                files,
-            };
-            let bytes = prost::Message::encoded_len(&response);
-            if bytes > output::DRIVER_RECEIVE_LIMIT {
-                return Err(Error::ResponseTooLarge {
-                    bytes,
-                    limit: output::DRIVER_RECEIVE_LIMIT,
-                });
-            }
-            kept.remember(&self.records, &target);
-            return Ok(response);
-        }
-        let writer_target = target.clone();
-        let unchanged = kept.unchanged;
-        let written = blocking(move || {
-            let turn = ticket.hold_blocking();
-            let commit = || turn.may_commit();
-            if !unchanged {
-                return writer_target.write_set(&files, &commit);
-            }
-            if !commit() {
-                return Ok(Written::Abandoned);
-            }
-            touch(&writer_target);
-            Ok(Written::Committed)
-        })
-        .await??;
-        match written {
-            Written::Committed => {
-                kept.remember(&self.records, &target);
-                Ok(MountResponse {
-                    object_version: versions,
-                    error: None,
-                    files: Vec::new(),
-                })
-            }
-            Written::Abandoned => Err(superseded()),
-        }
+        kept.remember(&self.records, &target);
+        Ok(response)
     }
 
     /// The mount's regions: the primary from the SecretProviderClass, else
@@ -405,6 +358,81 @@ impl Mounter {
             primary,
             failover: params.failover_region.clone(),
         })
+    }
+}
+
+/// Step 8 when the driver writes: the files in the answer, once this mount
+/// is the newest of its target. The driver skips an unchanged payload, so
+/// only the touch moves the mtime its poll interval counts from. An answer
+/// that would encode to more than the driver's receive limit fails with our
+/// error instead of the driver's.
+async fn answer_driver(
+    target: &Target,
+    ticket: &Ticket,
+    files: &[output::OutputFile],
+    versions: Vec<crate::proto::ObjectVersion>,
+    unchanged: bool,
+) -> Result<MountResponse, Error> {
+    let files = output::to_driver_files(files)?;
+    if !ticket.may_answer().await {
+        return Err(superseded(target));
+    }
+    if unchanged {
+        touch(target);
+    }
+    let response = MountResponse {
+        object_version: versions,
+        error: None,
+        files,
+    };
+    let bytes = prost::Message::encoded_len(&response);
+    if bytes > output::DRIVER_RECEIVE_LIMIT {
+        return Err(Error::ResponseTooLarge {
+            bytes,
+            limit: output::DRIVER_RECEIVE_LIMIT,
+        });
+    }
+    Ok(response)
+}
+
+/// Step 8 when the provider writes: the whole set swapped in under the
+/// target's lock, or, unchanged, only the directory's mtime set to now;
+/// nothing when a newer mount of the target came first.
+async fn write_target(
+    target: &Target,
+    ticket: Arc<Ticket>,
+    files: Vec<output::OutputFile>,
+    versions: Vec<crate::proto::ObjectVersion>,
+    unchanged: bool,
+) -> Result<MountResponse, Error> {
+    let writer_target = target.clone();
+    let written = blocking(move || {
+        let turn = ticket.hold_blocking();
+        let commit = || turn.may_commit();
+        if !unchanged {
+            return writer_target.write_set(&files, &commit);
+        }
+        if !commit() {
+            return Ok(Written::Abandoned);
+        }
+        touch(&writer_target);
+        Ok(Written::Committed)
+    })
+    .await??;
+    match written {
+        Written::Committed => Ok(MountResponse {
+            object_version: versions,
+            error: None,
+            files: Vec::new(),
+        }),
+        Written::Abandoned => Err(superseded(target)),
+    }
+}
+
+/// A newer mount of the same target answered or wrote first.
+fn superseded(target: &Target) -> Error {
+    Error::Superseded {
+        path: target.path().to_owned(),
     }
 }
 
