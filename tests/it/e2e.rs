@@ -14,7 +14,8 @@ use aws_sdk_ssm::types::ParameterType;
 use support::ascp_process::AscpProcess;
 use support::driver_layout::{files_of, write_like_the_driver};
 use support::eks_auth::{EksAuthBehavior, EksAuthStub};
-use support::kube_api::{KubeApiStub, KubeMode};
+use support::kube_api::KubeMode;
+use support::loopback::Loopback;
 use support::pod_identity_agent::{AgentBehavior, AgentStub};
 use support::*;
 use tonic::Code;
@@ -33,58 +34,46 @@ const OTHER_ACCOUNT: &str = "444455556666";
 const IRSA_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.IRSA-DISTINCTIVE-TOKEN-7f3a9c.sig";
 const POD_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.PODID-DISTINCTIVE-TOKEN-51be2d.sig";
 
-/// moto, the proxy, the stubs, and the binary's environment.
+/// The loopback world (moto, the proxy, the Kubernetes stub) with the pod,
+/// its node and the Pod Identity stubs: both agent endpoints and EKS Auth.
 struct World {
-    moto: MotoServer,
-    proxy: FaultProxy,
-    kube: KubeApiStub,
+    net: Loopback,
     agent4: AgentStub,
     agent6: AgentStub,
     eks: EksAuthStub,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for World {
+    type Target = Loopback;
+
+    fn deref(&self) -> &Loopback {
+        &self.net
+    }
 }
 
 impl World {
     async fn start() -> World {
-        let moto = MotoServer::start().await;
-        let proxy = FaultProxy::start(&moto.endpoint()).await;
-        let kube = KubeApiStub::start().await;
-        kube.add_service_account(NS, SA, Some(ROLE));
-        kube.add_pod(NS, POD, Some(NODE));
-        kube.add_node(NODE, Some(NODE_REGION));
-        let agent4 = AgentStub::start("127.0.0.1:0").await;
-        let agent6 = AgentStub::start("[::1]:0").await;
-        let eks = EksAuthStub::start(CLUSTER).await;
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        kube.write_kubeconfig(&dir.path().join("kubeconfig"));
+        let net = Loopback::start(&[(NS, SA, ROLE)]).await;
+        net.kube.add_pod(NS, POD, Some(NODE));
+        net.kube.add_node(NODE, Some(NODE_REGION));
         World {
-            moto,
-            proxy,
-            kube,
-            agent4,
-            agent6,
-            eks,
-            dir,
+            net,
+            agent4: AgentStub::start("127.0.0.1:0").await,
+            agent6: AgentStub::start("[::1]:0").await,
+            eks: EksAuthStub::start(CLUSTER).await,
         }
     }
 
+    /// The loopback's environment, with EKS Auth's endpoint, the node's own
+    /// credentials (used for EKS Auth only) and `rust_log`.
     fn env(&self, rust_log: &str) -> Vec<(String, String)> {
-        [
-            (
-                "KUBECONFIG",
-                self.dir.path().join("kubeconfig").display().to_string(),
-            ),
-            ("AWS_ENDPOINT_URL", self.proxy.endpoint()),
-            ("AWS_ENDPOINT_URL_EKS_AUTH", self.eks.endpoint()),
-            // The node's own credentials (used for EKS Auth only).
-            ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE".into()),
-            ("AWS_SECRET_ACCESS_KEY", "node-role-secret".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("RUST_LOG", rust_log.into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        let eks = self.eks.endpoint();
+        self.net.env(&[
+            ("AWS_ENDPOINT_URL_EKS_AUTH", &eks),
+            ("AWS_ACCESS_KEY_ID", "AKIDNODEROLE"),
+            ("AWS_SECRET_ACCESS_KEY", "node-role-secret"),
+            ("RUST_LOG", rust_log),
+        ])
     }
 
     /// Starts the binary with the agent stubs' endpoints, short agent
