@@ -270,6 +270,15 @@ def one_request(path, build):
     c = Conn(path)
     settle([c], 0.3, lambda: False)
     stream = build(c)
+    # Wait for the stream's fate however slow the machine, then collect
+    # what follows it (a GOAWAY after a reset, say) as before.
+    def decided():
+        return stream in c.reset or stream in c.ended or c.goaway is not None or c.closed
+
+    deadline = time.monotonic() + 60
+    while not decided() and time.monotonic() < deadline:
+        if not c.pump() and not c.closed:
+            select.select([c.sock], [], [], 0.05)
     settle([c], 1.0, lambda: False)
     if stream in c.reset:
         outcome = f"reset {c.reset[stream]}"
